@@ -1,0 +1,37 @@
+//! webhook-relay: consumes access-request events from RabbitMQ, matches them against webhook
+//! rules, renders a Handlebars body per matching webhook and delivers it over HTTPS, with
+//! retries and a dead-letter queue. The input message is acked only once every matching
+//! webhook has been delivered or its dead letter is confirmed by the broker.
+//!
+//! # Layout
+//! - [`config`]: `relay.toml` + `webhooks/*.toml` + `RELAY__…` env, parsed and validated once.
+//! - [`redact`]: secret values and URL/header redaction used by every printed string.
+//! - [`event`]: the access-request event: typed view, identity, JSON Schema, samples.
+//! - [`rules`]: which webhooks an event matches (pure, no I/O).
+//! - [`template`]: Handlebars bodies compiled at load, with JSON-aware escaping (pure).
+//! - [`delivery`]: the HTTP client, one attempt, its classification and the retry loop.
+//! - [`dead_letter`]: dead-letter reasons and the headers a dead letter carries.
+//! - [`amqp`]: broker connection, topology, consuming into [`amqp::Inbound`], confirmed publishes.
+//! - [`settle`]: joins the outcomes of one message and acks, dead-letters or requeues it.
+//! - [`worker`]: the `run` loop: reconnects, bounded concurrency, graceful shutdown.
+//! - [`devcert`]: throwaway CA and server certificate for loopback HTTPS (demo, tests).
+//! - [`local_logzio`]: a loopback HTTPS listener that answers like Logz.io (demo, tests).
+//! - [`demo`]: the built-in end-to-end demonstration.
+//! - [`cli`]: command-line interface; `main.rs` only calls [`cli::main`].
+//! - [`telemetry`]: the tracing subscriber.
+
+pub mod amqp;
+pub mod cli;
+pub mod config;
+pub mod dead_letter;
+pub mod delivery;
+pub mod demo;
+pub mod devcert;
+pub mod event;
+pub mod local_logzio;
+pub mod redact;
+pub mod rules;
+pub mod settle;
+pub mod telemetry;
+pub mod template;
+pub mod worker;
