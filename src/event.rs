@@ -126,3 +126,10 @@ pub fn json_schema() -> &'static serde_json::Value {
 pub fn sample(_trigger: Trigger) -> serde_json::Value {
     todo!()
 }
+
+impl<'de> Deserialize<'de> for Trigger {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Trigger::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown trigger `{s}`")))
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`rules`]: which webhooks an event matches (pure, no I/O).
 //! - [`template`]: Handlebars bodies compiled at load, with JSON-aware escaping (pure).
 //! - [`delivery`]: the HTTP client, one attempt, its classification and the retry loop.
+//! - [`outcome`]: how one delivery ended, and the dead-letter reasons.
 //! - [`dead_letter`]: dead-letter reasons and the headers a dead letter carries.
 //! - [`amqp`]: broker connection, topology, consuming into [`amqp::Inbound`], confirmed publishes.
 //! - [`settle`]: joins the outcomes of one message and acks, dead-letters or requeues it.
@@ -29,6 +30,7 @@ pub mod demo;
 pub mod devcert;
 pub mod event;
 pub mod local_logzio;
+pub mod outcome;
 pub mod redact;
 pub mod rules;
 pub mod settle;

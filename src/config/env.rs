@@ -1,0 +1,146 @@
+//! The environment a config is read with, and `${VAR}` interpolation.
+
+use std::collections::HashMap;
+
+/// A snapshot of environment variables. Loading reads from this instead of the process
+/// environment, so the demo and tests can supply variables without mutating global state.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment (variables that are not valid Unicode are skipped).
+    pub fn from_process() -> Self {
+        Env {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    /// An environment holding exactly these variables.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// Adds or replaces one variable.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.vars.insert(name.into(), value.into());
+    }
+
+    /// One variable's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Every variable, for the `RELAY__…` override source.
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+}
+
+/// The result of interpolating one string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpolated {
+    /// The string with every `${VAR}` replaced.
+    pub value: String,
+    /// The substituted values, which are treated as secrets from then on.
+    pub substituted: Vec<String>,
+    /// The names of the variables used.
+    pub names: Vec<String>,
+}
+
+/// Replaces every `${NAME}` with the variable's value; `$$` is a literal `$`. A variable that is
+/// unset or empty is an error naming it.
+pub fn interpolate(input: &str, env: &Env) -> Result<Interpolated, String> {
+    let mut value = String::with_capacity(input.len());
+    let mut substituted = Vec::new();
+    let mut names = Vec::new();
+    let mut rest = input;
+    while let Some(dollar) = rest.find('$') {
+        value.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            value.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let Some(close) = tail.find('}') else {
+                return Err("`${` without a closing `}`".to_string());
+            };
+            let name = &tail[..close];
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "`${{{name}}}` is not a variable name (letters, digits and '_')"
+                ));
+            }
+            match env.get(name) {
+                None => return Err(format!("environment variable `{name}` is not set")),
+                Some("") => return Err(format!("environment variable `{name}` is empty")),
+                Some(v) => {
+                    value.push_str(v);
+                    substituted.push(v.to_string());
+                    names.push(name.to_string());
+                }
+            }
+            rest = &tail[close + 1..];
+        } else {
+            value.push('$');
+            rest = after;
+        }
+    }
+    value.push_str(rest);
+    Ok(Interpolated {
+        value,
+        substituted,
+        names,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitutes_and_records_secrets() {
+        let env = Env::from_pairs([("LOGZIO_TOKEN", "abc123")]);
+        let out = interpolate("https://h/?token=${LOGZIO_TOKEN}&type=a", &env).unwrap();
+        assert_eq!(out.value, "https://h/?token=abc123&type=a");
+        assert_eq!(out.substituted, vec!["abc123"]);
+        assert_eq!(out.names, vec!["LOGZIO_TOKEN"]);
+    }
+
+    #[test]
+    fn literal_dollars() {
+        let env = Env::default();
+        assert_eq!(interpolate("a$$b $x", &env).unwrap().value, "a$b $x");
+    }
+
+    #[test]
+    fn unset_empty_and_malformed_are_errors() {
+        let env = Env::from_pairs([("EMPTY", "")]);
+        assert_eq!(
+            interpolate("${MISSING}", &env).unwrap_err(),
+            "environment variable `MISSING` is not set"
+        );
+        assert_eq!(
+            interpolate("${EMPTY}", &env).unwrap_err(),
+            "environment variable `EMPTY` is empty"
+        );
+        assert!(interpolate("${OPEN", &env).unwrap_err().contains("closing"));
+        assert!(interpolate("${1A}", &env).unwrap_err().contains("not a variable"));
+    }
+}

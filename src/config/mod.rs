@@ -1,0 +1,479 @@
+//! Configuration: `relay.toml` (worker settings, overridable by `RELAY__SECTION__KEY`
+//! environment variables) and every `webhooks/*.toml` (webhook rules), loaded into one
+//! immutable, validated [`Config`].
+//!
+//! Loading never stops at the first problem: it returns every problem it finds, each naming
+//! its file, webhook and field. Webhook files are parsed one by one and concatenated, because
+//! config-rs would let the last file's `webhook` array replace the others silently.
+
+mod duration;
+mod env;
+mod error;
+mod relay;
+mod webhook;
+
+pub use duration::{parse as parse_duration, show as show_duration};
+pub use env::{Env, Interpolated, interpolate};
+pub use error::{ConfigError, ConfigProblem};
+pub use relay::{DeliveryOverrides, DeliverySettings, Policy, RABBITMQ_DEFAULT_CONSUMER_TIMEOUT};
+pub use webhook::{
+    Filters, Header, Method, Status, Webhook, WebhookUrl, is_json_content_type, valid_name,
+};
+
+use crate::redact::{self, Redactor, Secret};
+use relay::RawRelay;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use webhook::{WebhookContext, WebhookSpec};
+
+/// The env var that picks the config folder when `--config` is not given.
+pub const CONFIG_DIR_ENV: &str = "WEBHOOK_RELAY_CONFIG";
+/// Prefix of the env vars that override `relay.toml`: `RELAY__AMQP__URL` sets `amqp.url`.
+pub const ENV_PREFIX: &str = "RELAY";
+/// Separator between the prefix and each key segment of an override.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// The whole validated configuration. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct Config {
+    /// The config folder it was read from.
+    pub dir: PathBuf,
+    /// `[amqp]`
+    pub amqp: AmqpSettings,
+    /// `[delivery]`: the defaults every webhook starts from.
+    pub delivery: DeliverySettings,
+    /// `[http]`
+    pub http: HttpSettings,
+    /// `[policy]`
+    pub policy: Policy,
+    /// `[shutdown]`
+    pub shutdown: ShutdownSettings,
+    /// Every webhook, in file order, then table order.
+    pub webhooks: Vec<Arc<Webhook>>,
+    /// Scrubs every secret value this config introduced.
+    pub redactor: Redactor,
+    /// Things that are allowed but probably wrong (e.g. an ignored `RELAY_…` variable).
+    pub warnings: Vec<ConfigProblem>,
+}
+
+impl Config {
+    /// The webhook called `name`.
+    pub fn webhook(&self, name: &str) -> Option<&Arc<Webhook>> {
+        self.webhooks.iter().find(|w| w.name == name)
+    }
+}
+
+/// `[amqp]`, validated.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// Broker URL; carries the password, so it is secret. Use `url_redacted` to show it.
+    pub url: Secret<String>,
+    /// The URL with its password masked.
+    pub url_redacted: String,
+    /// Topic exchange the input queue is bound to with `#`.
+    pub exchange: String,
+    /// Input queue.
+    pub queue: String,
+    /// Queue that dead letters are published to (through the default exchange).
+    pub dead_letter_queue: String,
+    /// Most unacked input messages at once; bounds work in flight and memory.
+    pub prefetch: u16,
+    /// Declare the exchange and queues (durable) at start; `false` expects them to exist.
+    pub declare: bool,
+    /// The broker's `consumer_timeout`; retries must finish well inside it.
+    pub consumer_timeout: Duration,
+    /// First delay before reconnecting to the broker.
+    pub reconnect_initial_backoff: Duration,
+    /// Longest delay between reconnect attempts.
+    pub reconnect_max_backoff: Duration,
+    /// Connection name shown in the management UI.
+    pub connection_name: String,
+}
+
+/// `[http]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// The extra root CAs file, if any.
+    pub ca_file: Option<PathBuf>,
+    /// Its PEM contents, read at load time.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// `[shutdown]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownSettings {
+    /// How long in-flight deliveries may run after SIGTERM before the worker exits and lets
+    /// the broker redeliver what did not finish.
+    pub grace: Duration,
+}
+
+/// Reads and validates the config in `dir`: `dir/relay.toml` and `dir/webhooks/*.toml`, with
+/// `${VAR}` and `RELAY__…` taken from `env`.
+pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let relay_path = dir.join("relay.toml");
+
+    warnings.extend(ignored_env_overrides(env, &relay_path));
+    let raw = load_relay(&relay_path, env)?;
+    let mut secrets: Vec<String> = Vec::new();
+
+    let amqp = match interpolate(&raw.amqp.url, env) {
+        Ok(interpolated) => {
+            secrets.extend(interpolated.substituted);
+            let parsed = url::Url::parse(&interpolated.value);
+            match parsed {
+                Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {
+                    if let Some(password) = url.password() {
+                        secrets.push(password.to_string());
+                        if let Ok(decoded) = urlencoding_decode(password) {
+                            secrets.push(decoded);
+                        }
+                    }
+                    Some(interpolated.value)
+                }
+                Ok(url) => {
+                    problems.push(ConfigProblem::field(
+                        &relay_path,
+                        "amqp.url",
+                        format!(
+                            "`{}`: scheme must be amqp or amqps, not `{}`",
+                            redact::redact_url(&interpolated.value),
+                            url.scheme()
+                        ),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(ConfigProblem::field(
+                        &relay_path,
+                        "amqp.url",
+                        format!(
+                            "`{}` is not a URL: {e}",
+                            redact::redact_url(&interpolated.value)
+                        ),
+                    ));
+                    None
+                }
+            }
+        }
+        Err(message) => {
+            problems.push(ConfigProblem::field(&relay_path, "amqp.url", message));
+            None
+        }
+    };
+    for (field, value) in [
+        ("amqp.exchange", &raw.amqp.exchange),
+        ("amqp.queue", &raw.amqp.queue),
+        ("amqp.dead_letter_queue", &raw.amqp.dead_letter_queue),
+    ] {
+        if value.trim().is_empty() || value.len() > 255 {
+            problems.push(ConfigProblem::field(
+                &relay_path,
+                field,
+                "must be a name of 1 to 255 bytes",
+            ));
+        }
+    }
+    if raw.amqp.queue == raw.amqp.dead_letter_queue {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "amqp.dead_letter_queue",
+            "must differ from amqp.queue",
+        ));
+    }
+    if raw.amqp.prefetch == 0 {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "amqp.prefetch",
+            "must be at least 1 (0 would mean unbounded)",
+        ));
+    }
+    if raw.amqp.reconnect_initial_backoff.is_zero()
+        || raw.amqp.reconnect_max_backoff < raw.amqp.reconnect_initial_backoff
+    {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "amqp.reconnect_max_backoff",
+            "must be at least amqp.reconnect_initial_backoff, which must be greater than 0",
+        ));
+    }
+
+    let defaults = DeliverySettings::default().with(&raw.delivery);
+    for (field, message) in defaults.problems(raw.amqp.consumer_timeout) {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            format!("delivery.{field}"),
+            message,
+        ));
+    }
+
+    let http = match raw.http.ca_file.trim() {
+        "" => HttpSettings::default(),
+        file => {
+            let path = dir.join(file);
+            match std::fs::read(&path) {
+                Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                    HttpSettings {
+                        ca_file: Some(path),
+                        ca_pem: Some(pem),
+                    }
+                }
+                Ok(_) => {
+                    problems.push(ConfigProblem::field(
+                        &relay_path,
+                        "http.ca_file",
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                    HttpSettings::default()
+                }
+                Err(e) => {
+                    problems.push(ConfigProblem::field(
+                        &relay_path,
+                        "http.ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                    HttpSettings::default()
+                }
+            }
+        }
+    };
+
+    let ctx = WebhookContext {
+        config_dir: dir,
+        env,
+        policy: &raw.policy,
+        defaults,
+        consumer_timeout: raw.amqp.consumer_timeout,
+    };
+    let webhooks = load_webhooks(dir, &ctx, &mut problems, &mut warnings, &mut secrets);
+
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    let url = amqp.expect("an amqp.url problem was reported");
+    let url_redacted = redact::redact_url(&url);
+    Ok(Config {
+        dir: dir.to_path_buf(),
+        amqp: AmqpSettings {
+            url: Secret::new(url),
+            url_redacted,
+            exchange: raw.amqp.exchange,
+            queue: raw.amqp.queue,
+            dead_letter_queue: raw.amqp.dead_letter_queue,
+            prefetch: raw.amqp.prefetch,
+            declare: raw.amqp.declare,
+            consumer_timeout: raw.amqp.consumer_timeout,
+            reconnect_initial_backoff: raw.amqp.reconnect_initial_backoff,
+            reconnect_max_backoff: raw.amqp.reconnect_max_backoff,
+            connection_name: raw.amqp.connection_name,
+        },
+        delivery: defaults,
+        http,
+        policy: raw.policy,
+        shutdown: ShutdownSettings {
+            grace: raw.shutdown.grace,
+        },
+        webhooks,
+        redactor: Redactor::new(secrets),
+        warnings,
+    })
+}
+
+fn urlencoding_decode(text: &str) -> Result<String, std::str::Utf8Error> {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| Ok(v.into_owned()))
+        .unwrap_or(Ok(String::new()))
+}
+
+/// `relay.toml` layered with `RELAY__…` overrides from `env`.
+fn load_relay(path: &Path, env: &Env) -> Result<RawRelay, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigProblem::file(
+            path,
+            "not found; the config folder needs a relay.toml (see config/relay.toml in the repository)",
+        )
+        .into());
+    }
+    let overrides: config::Map<String, String> = env
+        .vars()
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator(ENV_SEPARATOR)
+                .separator(ENV_SEPARATOR)
+                .source(Some(overrides)),
+        )
+        .build()
+        .map_err(|e| ConfigProblem::file(path, one_line(&e.to_string())))?;
+    built
+        .try_deserialize::<RawRelay>()
+        .map_err(|e| ConfigProblem::file(path, one_line(&e.to_string())).into())
+}
+
+/// Variables that look like overrides but that config-rs would skip without a word, such as
+/// `RELAY_AMQP__URL` (one underscore after the prefix) or lowercase `relay__amqp__url`.
+fn ignored_env_overrides(env: &Env, relay_path: &Path) -> Vec<ConfigProblem> {
+    let proper = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
+    let mut names: Vec<&String> = env
+        .vars()
+        .keys()
+        .filter(|k| {
+            let upper = k.to_ascii_uppercase();
+            upper.starts_with(&format!("{ENV_PREFIX}_")) && !k.starts_with(&proper)
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            ConfigProblem::file(
+                relay_path,
+                format!(
+                    "environment variable `{name}` is ignored; overrides are spelled \
+                     {ENV_PREFIX}{ENV_SEPARATOR}SECTION{ENV_SEPARATOR}KEY, e.g. RELAY__AMQP__URL"
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Every `webhooks/*.toml`, each parsed on its own, in file-name order.
+fn load_webhooks(
+    dir: &Path,
+    ctx: &WebhookContext<'_>,
+    problems: &mut Vec<ConfigProblem>,
+    warnings: &mut Vec<ConfigProblem>,
+    secrets: &mut Vec<String>,
+) -> Vec<Arc<Webhook>> {
+    let webhooks_dir = dir.join("webhooks");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&webhooks_dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+            .collect(),
+        Err(e) => {
+            warnings.push(ConfigProblem::file(
+                &webhooks_dir,
+                format!("cannot read the webhooks folder ({e}); no webhook is configured"),
+            ));
+            Vec::new()
+        }
+    };
+    files.sort();
+
+    let mut webhooks: Vec<Arc<Webhook>> = Vec::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for file in files {
+        for spec in parse_webhook_file(&file, problems) {
+            if let Some(first) = seen.get(&spec.name) {
+                problems.push(ConfigProblem::webhook(
+                    &file,
+                    &spec.name,
+                    "name",
+                    format!("is already used by a webhook in {}", first.display()),
+                ));
+                continue;
+            }
+            seen.insert(spec.name.clone(), file.clone());
+            match webhook::validate(spec, &file, ctx) {
+                Ok(validated) => {
+                    secrets.extend(validated.secrets);
+                    webhooks.push(Arc::new(validated.webhook));
+                }
+                Err(found) => problems.extend(found),
+            }
+        }
+    }
+    if webhooks.is_empty() && problems.is_empty() {
+        warnings.push(ConfigProblem::file(
+            &webhooks_dir,
+            "no webhook is configured: every event will be acked without delivery",
+        ));
+    }
+    webhooks
+}
+
+/// The `[[webhook]]` tables of one file. A table that does not deserialize is reported with
+/// its name (when it has one) and skipped, so the other tables are still checked.
+fn parse_webhook_file(file: &Path, problems: &mut Vec<ConfigProblem>) -> Vec<WebhookSpec> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(ConfigProblem::file(file, format!("cannot read: {e}")));
+            return Vec::new();
+        }
+    };
+    let table: toml::Table = match text.parse() {
+        Ok(table) => table,
+        Err(e) => {
+            problems.push(ConfigProblem::file(file, toml_error(&text, &e)));
+            return Vec::new();
+        }
+    };
+    for key in table.keys().filter(|k| k.as_str() != "webhook") {
+        problems.push(ConfigProblem::file(
+            file,
+            format!("unknown top-level key `{key}`; a webhook file holds [[webhook]] tables"),
+        ));
+    }
+    let Some(entries) = table.get("webhook") else {
+        return Vec::new();
+    };
+    let Some(entries) = entries.as_array() else {
+        problems.push(ConfigProblem::file(
+            file,
+            "`webhook` must be an array of tables: write [[webhook]]",
+        ));
+        return Vec::new();
+    };
+    let mut specs = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let label = entry
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("#{}", index + 1));
+        match entry.clone().try_into::<WebhookSpec>() {
+            Ok(spec) => specs.push(spec),
+            Err(e) => problems.push(ConfigProblem {
+                file: file.to_path_buf(),
+                webhook: Some(label),
+                field: None,
+                message: one_line(e.message()),
+            }),
+        }
+    }
+    specs
+}
+
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", one_line(e.message()))
+        }
+        None => one_line(e.message()),
+    }
+}
+
+/// Folds a multi-line library message into one line.
+fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;

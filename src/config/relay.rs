@@ -1,0 +1,238 @@
+//! `relay.toml`: the worker's own settings, with their defaults and field-by-field validation.
+
+use super::duration;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// RabbitMQ's default `consumer_timeout` (30 minutes): an unacked delivery older than this
+/// makes the broker close the channel.
+pub const RABBITMQ_DEFAULT_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// `relay.toml` as written (after `RELAY__…` overrides), before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawRelay {
+    pub amqp: RawAmqp,
+    pub delivery: DeliveryOverrides,
+    pub http: RawHttp,
+    pub policy: Policy,
+    pub shutdown: RawShutdown,
+}
+
+/// `[amqp]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAmqp {
+    pub url: String,
+    pub exchange: String,
+    pub queue: String,
+    pub dead_letter_queue: String,
+    pub prefetch: u16,
+    pub declare: bool,
+    #[serde(with = "duration")]
+    pub consumer_timeout: Duration,
+    #[serde(with = "duration")]
+    pub reconnect_initial_backoff: Duration,
+    #[serde(with = "duration")]
+    pub reconnect_max_backoff: Duration,
+    pub connection_name: String,
+}
+
+impl Default for RawAmqp {
+    fn default() -> Self {
+        RawAmqp {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            exchange: "access-requests".into(),
+            queue: "access-requests".into(),
+            dead_letter_queue: "access-requests.dead-letter".into(),
+            prefetch: 256,
+            declare: true,
+            consumer_timeout: RABBITMQ_DEFAULT_CONSUMER_TIMEOUT,
+            reconnect_initial_backoff: Duration::from_millis(500),
+            reconnect_max_backoff: Duration::from_secs(30),
+            connection_name: "webhook-relay".into(),
+        }
+    }
+}
+
+/// `[http]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawHttp {
+    pub ca_file: String,
+}
+
+/// `[shutdown]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawShutdown {
+    #[serde(with = "duration")]
+    pub grace: Duration,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        RawShutdown {
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[policy]`: the seed's URL rules. On by default: HTTPS only, no custom ports.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Refuse webhook URLs that are not `https://`.
+    pub require_https: bool,
+    /// Ports besides the scheme's default that webhook URLs may name (e.g. `[8071]` for the
+    /// Logz.io listener's TLS port). As an env override: `RELAY__POLICY__ALLOWED_PORTS=8071,8443`.
+    #[serde(deserialize_with = "ports")]
+    pub allowed_ports: Vec<u16>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            require_https: true,
+            allowed_ports: Vec::new(),
+        }
+    }
+}
+
+/// Accepts a TOML array of ports, or a comma-separated string (how an env override arrives).
+fn ports<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ports {
+        List(Vec<u16>),
+        One(u16),
+        Text(String),
+    }
+    match Ports::deserialize(d)? {
+        Ports::List(list) => Ok(list),
+        Ports::One(port) => Ok(vec![port]),
+        Ports::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u16>()
+                    .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a port number")))
+            })
+            .collect(),
+    }
+}
+
+/// Delivery settings as written in `[delivery]` or a webhook's `[webhook.delivery]`: every
+/// field optional, so a webhook overrides only what it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryOverrides {
+    /// Per-attempt timeout.
+    #[serde(with = "duration::option")]
+    pub timeout: Option<Duration>,
+    /// Attempts in all, the first included.
+    pub max_attempts: Option<u32>,
+    /// First backoff delay.
+    #[serde(with = "duration::option")]
+    pub initial_backoff: Option<Duration>,
+    /// Longest backoff delay, also the cap on `Retry-After`.
+    #[serde(with = "duration::option")]
+    pub max_backoff: Option<Duration>,
+    /// Longest time from the first attempt to giving up.
+    #[serde(with = "duration::option")]
+    pub max_elapsed: Option<Duration>,
+    /// Most requests in flight to this webhook at once.
+    pub concurrency: Option<u32>,
+}
+
+/// The delivery policy of one webhook, defaults and overrides merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// Per-attempt timeout (connect + request + response body).
+    pub timeout: Duration,
+    /// Attempts in all, the first included; at least 1.
+    pub max_attempts: u32,
+    /// First backoff delay; doubled per retry, with jitter.
+    pub initial_backoff: Duration,
+    /// Longest backoff delay, and the cap on a server's `Retry-After`.
+    pub max_backoff: Duration,
+    /// No attempt starts after this much time since the first.
+    pub max_elapsed: Duration,
+    /// Most requests in flight to this webhook at once.
+    pub concurrency: u32,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            timeout: Duration::from_secs(10),
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(600),
+            concurrency: 256,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// `self` with every field that `overrides` names replaced.
+    pub fn with(self, overrides: &DeliveryOverrides) -> Self {
+        DeliverySettings {
+            timeout: overrides.timeout.unwrap_or(self.timeout),
+            max_attempts: overrides.max_attempts.unwrap_or(self.max_attempts),
+            initial_backoff: overrides.initial_backoff.unwrap_or(self.initial_backoff),
+            max_backoff: overrides.max_backoff.unwrap_or(self.max_backoff),
+            max_elapsed: overrides.max_elapsed.unwrap_or(self.max_elapsed),
+            concurrency: overrides.concurrency.unwrap_or(self.concurrency),
+        }
+    }
+
+    /// The longest an input message can stay unacked because of this webhook: the retry window
+    /// plus one last attempt's timeout.
+    pub fn worst_case_hold(&self) -> Duration {
+        self.max_elapsed + self.timeout
+    }
+
+    /// Field-by-field and cross-field problems, as `(field, message)`.
+    pub fn problems(&self, consumer_timeout: Duration) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.timeout.is_zero() {
+            out.push(("timeout", "must be greater than 0".to_string()));
+        }
+        if self.max_attempts == 0 {
+            out.push(("max_attempts", "must be at least 1".to_string()));
+        }
+        if self.initial_backoff.is_zero() {
+            out.push(("initial_backoff", "must be greater than 0".to_string()));
+        }
+        if self.max_backoff < self.initial_backoff {
+            out.push((
+                "max_backoff",
+                format!(
+                    "{} is shorter than initial_backoff ({})",
+                    duration::show(self.max_backoff),
+                    duration::show(self.initial_backoff)
+                ),
+            ));
+        }
+        if self.concurrency == 0 {
+            out.push(("concurrency", "must be at least 1".to_string()));
+        }
+        if self.worst_case_hold() >= consumer_timeout {
+            out.push((
+                "max_elapsed",
+                format!(
+                    "{} plus one attempt's timeout ({}) reaches the broker's consumer timeout ({}, \
+                     amqp.consumer_timeout); the broker would close the channel on a message \
+                     still being retried",
+                    duration::show(self.max_elapsed),
+                    duration::show(self.timeout),
+                    duration::show(consumer_timeout)
+                ),
+            ));
+        }
+        out
+    }
+}

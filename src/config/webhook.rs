@@ -1,0 +1,527 @@
+//! `webhooks/*.toml`: one or more `[[webhook]]` tables per file, each validated into a
+//! [`Webhook`] with its URL checked against the policy and its template compiled.
+
+use super::env::{Env, interpolate};
+use super::error::ConfigProblem;
+use super::relay::{DeliveryOverrides, DeliverySettings, Policy};
+use crate::event::Trigger;
+use crate::redact::{self, Secret};
+use crate::template::{Template, TemplateOptions};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Whether a webhook is in use. An inactive webhook matches no event (but `test` still works).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Receives the events it matches.
+    #[default]
+    Active,
+    /// Matched by nothing.
+    Inactive,
+}
+
+/// The HTTP method a webhook sends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// `POST`
+    #[default]
+    Post,
+    /// `PUT`
+    Put,
+    /// `PATCH`
+    Patch,
+    /// `GET`
+    Get,
+    /// `DELETE`
+    Delete,
+}
+
+impl Method {
+    /// The method's name as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Get => "GET",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[webhook.filters]`: every listed filter must match; the values inside one filter are
+/// OR-ed. An absent filter matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Filters {
+    /// `data.access_groups[].integration.name`
+    pub integration_names: Option<Vec<String>>,
+    /// `data.access_groups[].integration.type`
+    pub integration_types: Option<Vec<String>>,
+    /// `data.access_groups[].resource_types[].name`
+    pub resource_types: Option<Vec<String>>,
+    /// `data.access_flow.name`
+    pub access_flow_names: Option<Vec<String>>,
+    /// `data.access_bundle.name`
+    pub bundle_names: Option<Vec<String>>,
+    /// `data.requester.email`
+    pub requester_emails: Option<Vec<String>>,
+    /// `data.access_groups[].access_units[].permission.name`
+    pub permissions: Option<Vec<String>>,
+}
+
+impl Filters {
+    /// Every filter that is set, as `(field name, values)`, in a fixed order.
+    pub fn listed(&self) -> Vec<(&'static str, &[String])> {
+        [
+            ("integration_names", &self.integration_names),
+            ("integration_types", &self.integration_types),
+            ("resource_types", &self.resource_types),
+            ("access_flow_names", &self.access_flow_names),
+            ("bundle_names", &self.bundle_names),
+            ("requester_emails", &self.requester_emails),
+            ("permissions", &self.permissions),
+        ]
+        .into_iter()
+        .filter_map(|(name, values)| values.as_deref().map(|v| (name, v)))
+        .collect()
+    }
+}
+
+/// One `[[webhook]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookSpec {
+    pub name: String,
+    #[serde(default)]
+    pub status: Status,
+    #[serde(default)]
+    pub method: Method,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secret_headers: Vec<String>,
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+    pub body_template: Option<String>,
+    pub body_template_file: Option<PathBuf>,
+    #[serde(default)]
+    pub strict: bool,
+    #[serde(default)]
+    pub filters: Filters,
+    #[serde(default)]
+    pub delivery: DeliveryOverrides,
+}
+
+/// A webhook URL: the full URL (secret: it may carry a token) and its redacted form.
+#[derive(Clone)]
+pub struct WebhookUrl {
+    url: Secret<url::Url>,
+    shown: String,
+}
+
+impl WebhookUrl {
+    /// The URL to send to. Never print it: use `Display`, which is redacted.
+    pub fn expose(&self) -> &url::Url {
+        self.url.expose()
+    }
+
+    /// The redacted URL, e.g. `https://listener.logz.io/?token=***&type=apono`.
+    pub fn redacted(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookUrl({})", self.shown)
+    }
+}
+
+/// One configured request header.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Header name as written.
+    pub name: String,
+    /// Header value, `${VAR}`s substituted.
+    pub value: Secret<String>,
+    /// Whether the value is secret: listed in `secret_headers`, named like a credential
+    /// (`Authorization`, `X-Api-Key`, …) or filled from an environment variable.
+    pub secret: bool,
+}
+
+impl Header {
+    /// The value as it may be shown: `***` when secret.
+    pub fn shown_value(&self) -> &str {
+        if self.secret {
+            redact::MASK
+        } else {
+            self.value.expose()
+        }
+    }
+}
+
+/// A validated webhook: immutable, shared by every delivery that uses it.
+#[derive(Debug)]
+pub struct Webhook {
+    /// Unique name: letters, digits, `-` and `_`.
+    pub name: String,
+    /// Active or inactive.
+    pub status: Status,
+    /// HTTP method.
+    pub method: Method,
+    /// Target URL (redacted when displayed).
+    pub url: WebhookUrl,
+    /// Request headers, `Content-Type` included (defaulted to `application/json`).
+    pub headers: Vec<Header>,
+    /// Event types it fires on; empty means it fires on nothing.
+    pub triggers: Vec<Trigger>,
+    /// Which events it accepts besides the trigger.
+    pub filters: Filters,
+    /// The compiled body template.
+    pub template: Template,
+    /// The template source, for `render` and `check`.
+    pub template_source: String,
+    /// Missing template fields are errors instead of empty.
+    pub strict: bool,
+    /// The body must be JSON (Content-Type is JSON); a body that does not parse is never sent.
+    pub json_body: bool,
+    /// Timeouts, retries and concurrency, defaults and overrides merged.
+    pub delivery: DeliverySettings,
+    /// The file it came from.
+    pub source: PathBuf,
+}
+
+impl Webhook {
+    /// Whether it can receive events at all.
+    pub fn is_active(&self) -> bool {
+        self.status == Status::Active
+    }
+}
+
+/// The outcome of validating one spec: the webhook, and the secret values it introduced.
+pub(crate) struct Validated {
+    pub webhook: Webhook,
+    pub secrets: Vec<String>,
+}
+
+/// Context shared by every webhook of one config.
+pub(crate) struct WebhookContext<'a> {
+    pub config_dir: &'a Path,
+    pub env: &'a Env,
+    pub policy: &'a Policy,
+    pub defaults: DeliverySettings,
+    pub consumer_timeout: Duration,
+}
+
+/// Whether `name` is a valid webhook name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Whether a Content-Type names a JSON document (`application/json`, `…+json`).
+pub fn is_json_content_type(value: &str) -> bool {
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || mime.ends_with("+json")
+}
+
+/// Validates one spec, returning every problem found in it.
+pub(crate) fn validate(
+    spec: WebhookSpec,
+    file: &Path,
+    ctx: &WebhookContext<'_>,
+) -> Result<Validated, Vec<ConfigProblem>> {
+    let name = spec.name.clone();
+    let mut problems = Vec::new();
+    let mut secrets = Vec::new();
+    let problem = |field: &str, message: String| ConfigProblem::webhook(file, &name, field, message);
+
+    if !valid_name(&name) {
+        problems.push(problem(
+            "name",
+            "must be 1 to 64 letters, digits, '-' or '_'".to_string(),
+        ));
+    }
+
+    let url = match interpolate(&spec.url, ctx.env) {
+        Ok(interpolated) => {
+            secrets.extend(interpolated.substituted);
+            match check_url(&interpolated.value, ctx.policy) {
+                Ok(url) => Some(url),
+                Err(message) => {
+                    problems.push(problem("url", message));
+                    None
+                }
+            }
+        }
+        Err(message) => {
+            problems.push(problem("url", message));
+            None
+        }
+    };
+
+    let mut headers = Vec::new();
+    for unknown in spec
+        .secret_headers
+        .iter()
+        .filter(|h| !spec.headers.keys().any(|k| k.eq_ignore_ascii_case(h)))
+    {
+        problems.push(problem(
+            "secret_headers",
+            format!("`{unknown}` is not one of this webhook's headers"),
+        ));
+    }
+    for (header_name, raw_value) in &spec.headers {
+        let field = format!("headers.{header_name}");
+        if !valid_header_name(header_name) {
+            problems.push(problem(&field, "is not a valid header name".to_string()));
+            continue;
+        }
+        match interpolate(raw_value, ctx.env) {
+            Ok(interpolated) => {
+                if interpolated.value.chars().any(|c| c.is_control() && c != '\t') {
+                    problems.push(problem(&field, "value contains control characters".into()));
+                    continue;
+                }
+                let from_env = !interpolated.substituted.is_empty();
+                let secret = from_env
+                    || redact::is_secret_name(header_name)
+                    || spec
+                        .secret_headers
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case(header_name));
+                if secret {
+                    secrets.push(interpolated.value.clone());
+                }
+                secrets.extend(interpolated.substituted);
+                headers.push(Header {
+                    name: header_name.clone(),
+                    value: Secret::new(interpolated.value),
+                    secret,
+                });
+            }
+            Err(message) => problems.push(problem(&field, message)),
+        }
+    }
+    let content_type = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .map(|h| h.value.expose().clone());
+    let content_type = match content_type {
+        Some(value) => value,
+        None => {
+            headers.push(Header {
+                name: "Content-Type".into(),
+                value: Secret::new("application/json".into()),
+                secret: false,
+            });
+            "application/json".into()
+        }
+    };
+    let json_body = is_json_content_type(&content_type);
+
+    let mut triggers = spec.triggers.clone();
+    triggers.sort();
+    triggers.dedup();
+
+    for (filter, values) in spec.filters.listed() {
+        if values.is_empty() {
+            problems.push(problem(
+                &format!("filters.{filter}"),
+                "is an empty list, which no event matches; remove it to match every event"
+                    .to_string(),
+            ));
+        }
+    }
+
+    let template_source = match (&spec.body_template, &spec.body_template_file) {
+        (Some(_), Some(_)) => {
+            problems.push(problem(
+                "body_template",
+                "set either body_template or body_template_file, not both".to_string(),
+            ));
+            None
+        }
+        (Some(text), None) => Some(text.clone()),
+        (None, Some(path)) => {
+            let full = ctx.config_dir.join(path);
+            match std::fs::read_to_string(&full) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    problems.push(problem(
+                        "body_template_file",
+                        format!("cannot read {}: {e}", full.display()),
+                    ));
+                    None
+                }
+            }
+        }
+        (None, None) if matches!(spec.method, Method::Get | Method::Delete) => Some(String::new()),
+        (None, None) => {
+            problems.push(problem(
+                "body_template",
+                format!(
+                    "is required for {} (or set body_template_file)",
+                    spec.method
+                ),
+            ));
+            None
+        }
+    };
+    let template = template_source.as_ref().and_then(|source| {
+        let options = TemplateOptions {
+            strict: spec.strict,
+            json: json_body && !source.is_empty(),
+        };
+        match Template::compile(source, options) {
+            Ok(template) => Some(template),
+            Err(e) => {
+                let field = if spec.body_template_file.is_some() {
+                    "body_template_file"
+                } else {
+                    "body_template"
+                };
+                problems.push(problem(field, e.to_string()));
+                None
+            }
+        }
+    });
+
+    let delivery = ctx.defaults.with(&spec.delivery);
+    for (field, message) in delivery.problems(ctx.consumer_timeout) {
+        problems.push(problem(&format!("delivery.{field}"), message));
+    }
+
+    match (url, template, template_source) {
+        (Some(url), Some(template), Some(template_source)) if problems.is_empty() => {
+            Ok(Validated {
+                webhook: Webhook {
+                    name: spec.name,
+                    status: spec.status,
+                    method: spec.method,
+                    url,
+                    headers,
+                    triggers,
+                    filters: spec.filters,
+                    template,
+                    template_source,
+                    strict: spec.strict,
+                    json_body,
+                    delivery,
+                    source: file.to_path_buf(),
+                },
+                secrets,
+            })
+        }
+        _ => Err(problems),
+    }
+}
+
+/// Parses a webhook URL and applies the policy: scheme, host, port.
+fn check_url(text: &str, policy: &Policy) -> Result<WebhookUrl, String> {
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("`{}` is not a URL: {e}", redact::redact_url(text)))?;
+    let shown = redact::redact_parsed_url(&url);
+    match url.scheme() {
+        "https" => {}
+        "http" if !policy.require_https => {}
+        "http" => {
+            return Err(format!(
+                "`{shown}` is not HTTPS; webhook URLs must use https:// (policy.require_https)"
+            ));
+        }
+        other => return Err(format!("`{shown}`: scheme `{other}` is not supported")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{shown}` has no host"));
+    }
+    if let Some(port) = url.port()
+        && !policy.allowed_ports.contains(&port)
+    {
+        return Err(format!(
+            "`{shown}`: port {port} is not allowed; add it to policy.allowed_ports (now {:?})",
+            policy.allowed_ports
+        ));
+    }
+    Ok(WebhookUrl {
+        url: Secret::new(url),
+        shown,
+    })
+}
+
+/// An HTTP token (RFC 9110 §5.6.2).
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(ports: &[u16]) -> Policy {
+        Policy {
+            require_https: true,
+            allowed_ports: ports.to_vec(),
+        }
+    }
+
+    #[test]
+    fn url_policy() {
+        assert!(check_url("https://listener.logz.io/?token=x", &policy(&[])).is_ok());
+        let err = check_url("https://listener.logz.io:8071/?token=abc", &policy(&[])).unwrap_err();
+        assert!(err.contains("port 8071 is not allowed"), "{err}");
+        assert!(!err.contains("abc"), "{err}");
+        assert!(check_url("https://listener.logz.io:8071/?token=x", &policy(&[8071])).is_ok());
+        assert!(check_url("https://h:443/", &policy(&[])).is_ok(), "default port");
+        let err = check_url("http://h/?token=abc", &policy(&[])).unwrap_err();
+        assert!(err.contains("not HTTPS") && err.contains("token=***"), "{err}");
+        let lax = Policy {
+            require_https: false,
+            allowed_ports: vec![],
+        };
+        assert!(check_url("http://h/", &lax).is_ok());
+        assert!(check_url("ftp://h/", &lax).unwrap_err().contains("scheme"));
+    }
+
+    #[test]
+    fn names_and_content_types() {
+        assert!(valid_name("logzio-audit_2"));
+        assert!(!valid_name("logz io"));
+        assert!(!valid_name(""));
+        assert!(is_json_content_type("application/json; charset=utf-8"));
+        assert!(is_json_content_type("application/vnd.api+json"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(valid_header_name("X-Api-Key"));
+        assert!(!valid_header_name("X Api"));
+    }
+}

@@ -1,0 +1,156 @@
+//! The retry loop around single attempts: exponential backoff with jitter (backon), bounded
+//! by `max_attempts` and `max_elapsed`, honouring `Retry-After`, and woken by shutdown.
+
+use super::{Attempt, Deliverer, DeliveryRequest, Verdict};
+use crate::config::DeliverySettings;
+use crate::outcome::{Failure, Outcome, Reason};
+use backon::BackoffBuilder;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The delays between attempts of one delivery: exponential from `initial_backoff`, with
+/// jitter, each capped at `max_backoff`. A pure iterator, so the maths is unit-tested.
+pub struct Backoff {
+    inner: backon::ExponentialBackoff,
+    max: Duration,
+}
+
+impl Backoff {
+    /// The schedule for these settings; yields `max_attempts - 1` delays.
+    pub fn new(settings: &DeliverySettings) -> Self {
+        let inner = backon::ExponentialBuilder::default()
+            .with_min_delay(settings.initial_backoff)
+            .with_max_delay(settings.max_backoff)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(settings.max_attempts.saturating_sub(1) as usize)
+            .build();
+        Backoff {
+            inner,
+            max: settings.max_backoff,
+        }
+    }
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.inner.next().map(|d| d.min(self.max))
+    }
+}
+
+/// The delay before the next attempt: the server's `Retry-After` when it gave one (capped at
+/// `max_backoff`), otherwise the schedule's.
+fn next_delay(scheduled: Duration, retry_after: Option<Duration>, max: Duration) -> Duration {
+    match retry_after {
+        Some(asked) => asked.min(max),
+        None => scheduled,
+    }
+}
+
+pub(super) async fn deliver(
+    deliverer: &Deliverer,
+    request: &DeliveryRequest,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let settings = request.webhook.delivery;
+    let started = Instant::now();
+    let mut schedule = Backoff::new(&settings);
+    let mut number = 0;
+    loop {
+        number += 1;
+        let attempt = deliverer.send_once(request, number).await;
+        log_attempt(request, &attempt);
+        let retry_after = match attempt.verdict {
+            Verdict::Success => {
+                return Outcome::Delivered {
+                    attempts: number,
+                    status: attempt.response.map_or(0, |r| r.status),
+                };
+            }
+            Verdict::Permanent => return dead_letter(Reason::Rejected, &attempt),
+            Verdict::Retry { retry_after } => retry_after,
+        };
+        let Some(scheduled) = schedule.next() else {
+            return dead_letter(Reason::DeliveryFailed, &attempt);
+        };
+        let delay = next_delay(scheduled, retry_after, settings.max_backoff);
+        if started.elapsed() + delay >= settings.max_elapsed {
+            return dead_letter(Reason::DeliveryFailed, &attempt);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => {
+                return Outcome::Interrupted { attempts: number };
+            }
+        }
+    }
+}
+
+fn dead_letter(reason: Reason, attempt: &Attempt) -> Outcome {
+    Outcome::DeadLetter(Failure {
+        reason,
+        attempts: attempt.number,
+        last_status: attempt.response.as_ref().map(|r| r.status),
+        last_error: attempt.error.clone(),
+    })
+}
+
+fn log_attempt(request: &DeliveryRequest, attempt: &Attempt) {
+    tracing::debug!(
+        event_id = %request.event_id,
+        webhook = %request.webhook.name,
+        attempt = attempt.number,
+        status = attempt.response.as_ref().map(|r| r.status),
+        latency_ms = attempt.latency.as_millis() as u64,
+        error = %attempt.error,
+        "delivery attempt"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(max_attempts: u32) -> DeliverySettings {
+        DeliverySettings {
+            max_attempts,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..DeliverySettings::default()
+        }
+    }
+
+    #[test]
+    fn schedule_has_one_delay_fewer_than_attempts() {
+        assert_eq!(Backoff::new(&settings(1)).count(), 0);
+        assert_eq!(Backoff::new(&settings(5)).count(), 4);
+    }
+
+    #[test]
+    fn schedule_grows_with_jitter_and_stays_under_the_cap() {
+        for _ in 0..50 {
+            let delays: Vec<Duration> = Backoff::new(&settings(8)).collect();
+            // Jitter adds up to one more delay: the n-th lies in [100ms·2ⁿ, 2·100ms·2ⁿ].
+            for (n, d) in delays.iter().enumerate() {
+                let base = Duration::from_millis(100 * (1 << n)).min(Duration::from_secs(1));
+                assert!(*d >= base, "delay {n} = {d:?} below {base:?}");
+                assert!(*d <= Duration::from_secs(1), "delay {n} = {d:?} over the cap");
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_but_is_capped() {
+        let max = Duration::from_secs(60);
+        let s = Duration::from_millis(500);
+        assert_eq!(next_delay(s, None, max), s);
+        assert_eq!(
+            next_delay(s, Some(Duration::from_secs(3)), max),
+            Duration::from_secs(3)
+        );
+        assert_eq!(next_delay(s, Some(Duration::from_secs(3600)), max), max);
+        assert_eq!(next_delay(s, Some(Duration::ZERO), max), Duration::ZERO);
+    }
+}
