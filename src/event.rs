@@ -1309,10 +1309,3 @@ mod tests {
         }
     }
 }
-
-impl<'de> Deserialize<'de> for Trigger {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Trigger::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown trigger `{s}`")))
-    }
-}
