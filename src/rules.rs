@@ -148,14 +148,11 @@ fn values_at(filter: &str, data: Option<&DataView>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeliverySettings, Method, Status};
+    use crate::config::Status;
     use crate::event::{decode, sample};
-    use crate::template::{Template, TemplateOptions};
 
     fn webhook(status: Status, triggers: &[Trigger], filters: Filters) -> Webhook {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("w.toml");
-        let _ = (Method::Post, DeliverySettings::default());
         std::fs::write(dir.path().join("relay.toml"), "").unwrap();
         std::fs::create_dir(dir.path().join("webhooks")).unwrap();
         let triggers: Vec<String> = triggers.iter().map(|t| format!("\"{t}\"")).collect();
@@ -164,7 +161,7 @@ mod tests {
             Status::Inactive => "inactive",
         };
         std::fs::write(
-            &file,
+            dir.path().join("webhooks/w.toml"),
             format!(
                 "[[webhook]]\nname = \"w\"\nstatus = \"{status}\"\nurl = \"https://h/\"\n\
                  triggers = [{}]\nbody_template = '{{}}'\n",
@@ -172,11 +169,9 @@ mod tests {
             ),
         )
         .unwrap();
-        std::fs::rename(&file, dir.path().join("webhooks/w.toml")).unwrap();
         let config = crate::config::load(dir.path(), &crate::config::Env::default()).unwrap();
         let mut hook = Arc::try_unwrap(config.webhooks.into_iter().next().unwrap()).unwrap();
         hook.filters = filters;
-        let _ = Template::compile("{}", TemplateOptions::default());
         hook
     }
 
@@ -235,17 +230,17 @@ mod tests {
             assert_eq!(check(&hook, &event(Trigger::RequestApproved)), Ok(()), "{name}");
             // The same filter with only a value the sample lacks does not match.
             let mut miss = filters;
-            for (_, values) in [
-                (&mut miss.integration_names),
-                (&mut miss.integration_types),
-                (&mut miss.resource_types),
-                (&mut miss.access_flow_names),
-                (&mut miss.bundle_names),
-                (&mut miss.requester_emails),
-                (&mut miss.permissions),
+            for values in [
+                &mut miss.integration_names,
+                &mut miss.integration_types,
+                &mut miss.resource_types,
+                &mut miss.access_flow_names,
+                &mut miss.bundle_names,
+                &mut miss.requester_emails,
+                &mut miss.permissions,
             ]
             .into_iter()
-            .filter_map(|v| v.as_mut().map(|v| ((), v)))
+            .flatten()
             {
                 *values = vec!["something-else".into()];
             }
