@@ -67,6 +67,7 @@ pub struct Broker {
     consume_channel: Channel,
     publisher: Publisher,
     redactor: Redactor,
+    dead_letter_queue: String,
 }
 
 impl Broker {
@@ -122,6 +123,7 @@ impl Broker {
                 redactor: redactor.clone(),
             },
             redactor: redactor.clone(),
+            dead_letter_queue: settings.dead_letter_queue.clone(),
         })
     }
 
@@ -205,7 +207,7 @@ impl Broker {
             })?;
         let publisher = self.publisher.clone();
         let redactor = self.redactor.clone();
-        let dead_letter_queue = settings.dead_letter_queue.clone();
+        let dead_letter_queue = self.dead_letter_queue.clone();
         Ok(consumer.map(move |delivery| match delivery {
             Ok(delivery) => Ok(Inbound {
                 body: delivery.data,
@@ -243,6 +245,33 @@ impl Broker {
     /// Closes the connection; unacked deliveries go back to their queue.
     pub async fn close(&self) {
         let _ = self.connection.close(200, "shutdown".into()).await;
+    }
+
+    /// Takes one message from `queue` without acking it (`basic.get`); it goes back to the
+    /// queue when the channel closes unless settled through the handle.
+    pub async fn fetch(&self, queue: &str) -> Result<Option<Inbound>, AmqpError> {
+        let got = self
+            .consume_channel
+            .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: format!("get from queue `{queue}`"),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
+        Ok(got.map(|message| {
+            let delivery = message.delivery;
+            Inbound {
+                body: delivery.data,
+                routing_key: delivery.routing_key.as_str().to_string(),
+                redelivered: delivery.redelivered,
+                properties: delivery.properties,
+                handle: SettleHandle {
+                    acker: delivery.acker,
+                    publisher: self.publisher.clone(),
+                    dead_letter_queue: self.dead_letter_queue.clone(),
+                },
+            }
+        }))
     }
 
     /// Deletes the exchange and both queues (demo and test cleanup).

@@ -1,1 +1,118 @@
-//! TODO
+//! The command line. Each subcommand reads the same config as `run`. Exit codes: 0 ok, 1 the
+//! thing run or checked failed, 2 a usage or config error.
+
+use crate::config::{self, CONFIG_DIR_ENV, Config, Env};
+use crate::worker::{self, Stats};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code: the command ran and succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: what was run or checked failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or an invalid config.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Relays access-request events from RabbitMQ to webhooks such as Logz.io.
+#[derive(Debug, Parser)]
+#[command(name = "webhook-relay", version, about)]
+pub struct Cli {
+    /// The config folder: relay.toml and webhooks/*.toml.
+    #[arg(long, short = 'c', env = CONFIG_DIR_ENV, default_value = "config", global = true)]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker until SIGTERM or SIGINT.
+    Run,
+    /// Show the whole pipeline working against a built-in local HTTPS listener, then clean up.
+    Demo(crate::demo::DemoArgs),
+}
+
+/// Parses the command line, runs the command and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    ExitCode::from(runtime.block_on(dispatch(cli)))
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run => run(&cli.config).await,
+        Command::Demo(args) => {
+            crate::telemetry::init("error");
+            crate::demo::run(args).await
+        }
+    }
+}
+
+/// Loads the config, printing every problem on its own line on failure.
+pub fn load_config(dir: &std::path::Path) -> Result<Config, u8> {
+    match config::load(dir, &Env::from_process()) {
+        Ok(config) => Ok(config),
+        Err(e) => {
+            for problem in &e.problems {
+                eprintln!("error: {problem}");
+            }
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn run(dir: &std::path::Path) -> u8 {
+    crate::telemetry::init("info");
+    let config = match load_config(dir) {
+        Ok(config) => Arc::new(config),
+        Err(code) => return code,
+    };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    match worker::run(config, shutdown, Arc::new(Stats::default())).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            EXIT_OK
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the worker with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    token.cancel();
+}

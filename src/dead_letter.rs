@@ -69,7 +69,12 @@ impl DeadLetter {
         if let Some(status) = self.failure.last_status {
             put(LAST_STATUS, AMQPValue::LongLongInt(i64::from(status)));
         }
-        let error: String = self.failure.last_error.chars().take(LAST_ERROR_LIMIT).collect();
+        let error: String = self
+            .failure
+            .last_error
+            .chars()
+            .take(LAST_ERROR_LIMIT)
+            .collect();
         put(LAST_ERROR, long_string(&error));
         if let Some(id) = &self.event_id {
             put(EVENT_ID, long_string(&id.0));
@@ -79,10 +84,7 @@ impl DeadLetter {
             long_string(&humantime::format_rfc3339_millis(self.failed_at).to_string()),
         );
         put(ROUTING_KEY, long_string(routing_key));
-        original
-            .clone()
-            .with_headers(headers)
-            .with_delivery_mode(2)
+        original.clone().with_headers(headers).with_delivery_mode(2)
     }
 }
 

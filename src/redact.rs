@@ -159,8 +159,7 @@ impl Redactor {
             if secret.len() < Self::MIN_SECRET_LEN {
                 continue;
             }
-            let encoded: String =
-                url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
             let path_encoded = percent_encode_all(&secret);
             for form in [secret, encoded, path_encoded] {
                 if !all.contains(&form) {

@@ -217,17 +217,63 @@ mod tests {
     #[test]
     fn every_filter_kind_matches_the_sample_and_rejects_others() {
         let ok: [(&str, Filters); 7] = [
-            ("integration_names", Filters { integration_names: some(&["prod-postgres"]), ..Default::default() }),
-            ("integration_types", Filters { integration_types: some(&["postgresql"]), ..Default::default() }),
-            ("resource_types", Filters { resource_types: some(&["Database"]), ..Default::default() }),
-            ("access_flow_names", Filters { access_flow_names: some(&["Production DB access"]), ..Default::default() }),
-            ("bundle_names", Filters { bundle_names: some(&["DBA bundle"]), ..Default::default() }),
-            ("requester_emails", Filters { requester_emails: some(&["DANA@example.com"]), ..Default::default() }),
-            ("permissions", Filters { permissions: some(&["readonly"]), ..Default::default() }),
+            (
+                "integration_names",
+                Filters {
+                    integration_names: some(&["prod-postgres"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "integration_types",
+                Filters {
+                    integration_types: some(&["postgresql"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "resource_types",
+                Filters {
+                    resource_types: some(&["Database"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "access_flow_names",
+                Filters {
+                    access_flow_names: some(&["Production DB access"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "bundle_names",
+                Filters {
+                    bundle_names: some(&["DBA bundle"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "requester_emails",
+                Filters {
+                    requester_emails: some(&["DANA@example.com"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "permissions",
+                Filters {
+                    permissions: some(&["readonly"]),
+                    ..Default::default()
+                },
+            ),
         ];
         for (name, filters) in ok {
             let hook = webhook(Status::Active, &[Trigger::RequestApproved], filters.clone());
-            assert_eq!(check(&hook, &event(Trigger::RequestApproved)), Ok(()), "{name}");
+            assert_eq!(
+                check(&hook, &event(Trigger::RequestApproved)),
+                Ok(()),
+                "{name}"
+            );
             // The same filter with only a value the sample lacks does not match.
             let mut miss = filters;
             for values in [

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 /// Parses `"500ms"`, `"10s"`, `"1m 30s"` and the like.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like \"500ms\" or \"10s\""))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write it like \"500ms\" or \"10s\"")
+    })
 }
 
 /// Formats a duration the way config files write it.

@@ -141,6 +141,10 @@ mod tests {
             "environment variable `EMPTY` is empty"
         );
         assert!(interpolate("${OPEN", &env).unwrap_err().contains("closing"));
-        assert!(interpolate("${1A}", &env).unwrap_err().contains("not a variable"));
+        assert!(
+            interpolate("${1A}", &env)
+                .unwrap_err()
+                .contains("not a variable")
+        );
     }
 }

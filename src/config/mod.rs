@@ -215,7 +215,9 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         file => {
             let path = dir.join(file);
             match std::fs::read(&path) {
-                Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                Ok(pem)
+                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
+                {
                     HttpSettings {
                         ca_file: Some(path),
                         ca_pem: Some(pem),

@@ -58,10 +58,17 @@ fn loads_the_file_and_merges_delivery_overrides() {
     let config = load(dir.path(), &env()).unwrap();
     assert_eq!(config.amqp.queue, "file-queue");
     assert_eq!(config.amqp.prefetch, 16);
-    assert_eq!(config.amqp.url_redacted, "amqp://guest:***@127.0.0.1:5672/%2f");
+    assert_eq!(
+        config.amqp.url_redacted,
+        "amqp://guest:***@127.0.0.1:5672/%2f"
+    );
     let hook = config.webhook("logzio-audit").unwrap();
     assert_eq!(hook.delivery.max_attempts, 3, "webhook override");
-    assert_eq!(hook.delivery.timeout, Duration::from_secs(5), "relay default");
+    assert_eq!(
+        hook.delivery.timeout,
+        Duration::from_secs(5),
+        "relay default"
+    );
     assert_eq!(
         hook.url.redacted(),
         "https://listener.logz.io/?token=***&type=apono"
@@ -73,7 +80,10 @@ fn loads_the_file_and_merges_delivery_overrides() {
     assert!(hook.json_body, "Content-Type defaults to application/json");
     assert_eq!(hook.triggers.len(), 2);
     assert!(config.redactor.leaks("x tok-abcdef y"));
-    assert!(!format!("{config:?}").contains("tok-abcdef"), "Debug leaks the token");
+    assert!(
+        !format!("{config:?}").contains("tok-abcdef"),
+        "Debug leaks the token"
+    );
 }
 
 /// Every documented env override really replaces the file's value.
@@ -84,13 +94,19 @@ fn each_env_override_replaces_the_file_value() {
         ("RELAY__AMQP__URL", "amqp://u:p4ss@10.0.0.1:5673/v", |c| {
             c.amqp.url.expose().clone()
         }),
-        ("RELAY__AMQP__EXCHANGE", "env-exchange", |c| c.amqp.exchange.clone()),
+        ("RELAY__AMQP__EXCHANGE", "env-exchange", |c| {
+            c.amqp.exchange.clone()
+        }),
         ("RELAY__AMQP__QUEUE", "env-queue", |c| c.amqp.queue.clone()),
         ("RELAY__AMQP__DEAD_LETTER_QUEUE", "env-dlq", |c| {
             c.amqp.dead_letter_queue.clone()
         }),
-        ("RELAY__AMQP__PREFETCH", "7", |c| c.amqp.prefetch.to_string()),
-        ("RELAY__AMQP__DECLARE", "false", |c| c.amqp.declare.to_string()),
+        ("RELAY__AMQP__PREFETCH", "7", |c| {
+            c.amqp.prefetch.to_string()
+        }),
+        ("RELAY__AMQP__DECLARE", "false", |c| {
+            c.amqp.declare.to_string()
+        }),
         ("RELAY__DELIVERY__TIMEOUT", "3s", |c| {
             show_duration(c.delivery.timeout)
         }),
@@ -112,14 +128,16 @@ fn each_env_override_replaces_the_file_value() {
         ("RELAY__POLICY__ALLOWED_PORTS", "8071,8443", |c| {
             format!("{:?}", c.policy.allowed_ports)
         }),
-        ("RELAY__SHUTDOWN__GRACE", "5s", |c| show_duration(c.shutdown.grace)),
+        ("RELAY__SHUTDOWN__GRACE", "5s", |c| {
+            show_duration(c.shutdown.grace)
+        }),
     ];
     for (name, value, read) in cases {
         let base = load(dir.path(), &env()).unwrap();
         let mut overridden_env = env();
         overridden_env.set(*name, *value);
-        let overridden = load(dir.path(), &overridden_env)
-            .unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+        let overridden =
+            load(dir.path(), &overridden_env).unwrap_or_else(|e| panic!("{name}={value}: {e}"));
         assert_ne!(read(&base), read(&overridden), "{name} changed nothing");
         let expected = match *name {
             "RELAY__POLICY__ALLOWED_PORTS" => "[8071, 8443]",
@@ -138,7 +156,9 @@ fn misspelled_overrides_are_reported_not_silently_ignored() {
     assert_eq!(config.amqp.queue, "file-queue");
     let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
     assert!(
-        warnings.iter().any(|w| w.contains("`RELAY_AMQP__QUEUE` is ignored")),
+        warnings
+            .iter()
+            .any(|w| w.contains("`RELAY_AMQP__QUEUE` is ignored")),
         "{warnings:?}"
     );
 
@@ -201,8 +221,16 @@ fn webhook_problems_name_file_webhook_and_field() {
             "\"RequestApprove\"",
             "unknown trigger `RequestApprove`",
         ),
-        ("[webhook.filters]", "colour = 1\n[webhook.filters]", "colour"),
-        ("max_attempts = 3", "max_attempts = 0", "delivery.max_attempts"),
+        (
+            "[webhook.filters]",
+            "colour = 1\n[webhook.filters]",
+            "colour",
+        ),
+        (
+            "max_attempts = 3",
+            "max_attempts = 0",
+            "delivery.max_attempts",
+        ),
         (
             "integration_names = [\"prod-postgres\"]",
             "integration_names = []",

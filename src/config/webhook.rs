@@ -261,7 +261,8 @@ pub(crate) fn validate(
     let name = spec.name.clone();
     let mut problems = Vec::new();
     let mut secrets = Vec::new();
-    let problem = |field: &str, message: String| ConfigProblem::webhook(file, &name, field, message);
+    let problem =
+        |field: &str, message: String| ConfigProblem::webhook(file, &name, field, message);
 
     if !valid_name(&name) {
         problems.push(problem(
@@ -306,7 +307,11 @@ pub(crate) fn validate(
         }
         match interpolate(raw_value, ctx.env) {
             Ok(interpolated) => {
-                if interpolated.value.chars().any(|c| c.is_control() && c != '\t') {
+                if interpolated
+                    .value
+                    .chars()
+                    .any(|c| c.is_control() && c != '\t')
+                {
                     problems.push(problem(&field, "value contains control characters".into()));
                     continue;
                 }
@@ -479,9 +484,9 @@ fn check_url(text: &str, policy: &Policy) -> Result<WebhookUrl, String> {
 /// An HTTP token (RFC 9110 §5.6.2).
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -502,9 +507,15 @@ mod tests {
         assert!(err.contains("port 8071 is not allowed"), "{err}");
         assert!(!err.contains("abc"), "{err}");
         assert!(check_url("https://listener.logz.io:8071/?token=x", &policy(&[8071])).is_ok());
-        assert!(check_url("https://h:443/", &policy(&[])).is_ok(), "default port");
+        assert!(
+            check_url("https://h:443/", &policy(&[])).is_ok(),
+            "default port"
+        );
         let err = check_url("http://h/?token=abc", &policy(&[])).unwrap_err();
-        assert!(err.contains("not HTTPS") && err.contains("token=***"), "{err}");
+        assert!(
+            err.contains("not HTTPS") && err.contains("token=***"),
+            "{err}"
+        );
         let lax = Policy {
             require_https: false,
             allowed_ports: vec![],

@@ -163,7 +163,10 @@ mod tests {
 
     #[test]
     fn request_timeout_408_is_retried() {
-        assert!(matches!(classify_status(408, None, now()), Verdict::Retry { .. }));
+        assert!(matches!(
+            classify_status(408, None, now()),
+            Verdict::Retry { .. }
+        ));
     }
 
     #[test]

@@ -136,7 +136,10 @@ mod tests {
             for (n, d) in delays.iter().enumerate() {
                 let base = Duration::from_millis(100 * (1 << n)).min(Duration::from_secs(1));
                 assert!(*d >= base, "delay {n} = {d:?} below {base:?}");
-                assert!(*d <= Duration::from_secs(1), "delay {n} = {d:?} over the cap");
+                assert!(
+                    *d <= Duration::from_secs(1),
+                    "delay {n} = {d:?} over the cap"
+                );
             }
         }
     }
