@@ -90,7 +90,8 @@ fn loads_the_file_and_merges_delivery_overrides() {
 #[test]
 fn each_env_override_replaces_the_file_value() {
     let dir = dir_with(RELAY, &[]);
-    let cases: &[(&str, &str, fn(&Config) -> String)] = &[
+    type Read = fn(&Config) -> String;
+    let cases: &[(&str, &str, Read)] = &[
         ("RELAY__AMQP__URL", "amqp://u:p4ss@10.0.0.1:5673/v", |c| {
             c.amqp.url.expose().clone()
         }),

@@ -1,0 +1,394 @@
+//! `spawn_app`-style harness: every test gets its own exchange and queues (unique names on the
+//! shared broker), its own local Logz.io listeners with throwaway certificates, a config
+//! folder written to a temp dir, and the real worker running in-process or as the real binary.
+
+#![allow(dead_code)]
+
+use crate::support::logzio::{self, LocalLogzio};
+use lapin::BasicProperties;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use webhook_relay::amqp::{Broker, Inbound};
+use webhook_relay::config::{self, Config, Env};
+use webhook_relay::worker::{self, Stats};
+
+/// The broker every test shares; `RABBITMQ_URL` overrides it.
+pub fn rabbitmq_url() -> String {
+    std::env::var("RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+/// The broker's `host:port`, for a proxy in front of it.
+pub fn rabbitmq_addr() -> std::net::SocketAddr {
+    let url = url::Url::parse(&rabbitmq_url()).expect("RABBITMQ_URL is a URL");
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(5672);
+    format!("{host}:{port}")
+        .parse()
+        .expect("RABBITMQ_URL names an IP address and port")
+}
+
+/// A unique prefix for one test's exchange and queues.
+pub fn unique_prefix(test: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "it-{test}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Events and webhooks for one test, before it starts.
+pub struct AppBuilder {
+    test: String,
+    listeners: usize,
+    webhooks: Vec<String>,
+    relay_extra: String,
+    delivery: String,
+    amqp_url: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Starts describing a test app. `test` names it in queue names.
+pub fn app(test: &str) -> AppBuilder {
+    AppBuilder {
+        test: test.to_string(),
+        listeners: 1,
+        webhooks: Vec::new(),
+        relay_extra: String::new(),
+        delivery: r#"
+timeout = "5s"
+max_attempts = 4
+initial_backoff = "50ms"
+max_backoff = "200ms"
+max_elapsed = "20s"
+"#
+        .to_string(),
+        amqp_url: None,
+        env: Vec::new(),
+    }
+}
+
+impl AppBuilder {
+    /// How many local listeners to start; webhook text refers to them as `@URL0@`, `@URL1@`…
+    /// (the URL with `${LOGZIO_TOKEN}` and `type=apono`).
+    pub fn listeners(mut self, n: usize) -> Self {
+        self.listeners = n;
+        self
+    }
+
+    /// Adds webhook TOML (one or more `[[webhook]]` tables) as its own file.
+    pub fn webhook(mut self, toml: &str) -> Self {
+        self.webhooks.push(toml.to_string());
+        self
+    }
+
+    /// Replaces the `[delivery]` table's body.
+    pub fn delivery(mut self, body: &str) -> Self {
+        self.delivery = body.to_string();
+        self
+    }
+
+    /// Extra text appended to relay.toml (e.g. a `[shutdown]` table).
+    pub fn relay_extra(mut self, text: &str) -> Self {
+        self.relay_extra.push_str(text);
+        self
+    }
+
+    /// Connects the worker through this URL (e.g. a proxy) instead of the broker directly.
+    pub fn amqp_url(mut self, url: &str) -> Self {
+        self.amqp_url = Some(url.to_string());
+        self
+    }
+
+    /// An extra variable for `${VAR}` interpolation.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Writes the config, declares the topology and returns the app, worker not yet started.
+    pub async fn build(self) -> TestApp {
+        let mut listeners = Vec::new();
+        for _ in 0..self.listeners {
+            listeners.push(logzio::start().await);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let prefix = unique_prefix(&self.test);
+        let ca: String = listeners.iter().map(|l| l.ca_pem().to_string()).collect();
+        std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
+        let ports: Vec<String> = listeners.iter().map(|l| l.port().to_string()).collect();
+        let relay = format!(
+            r#"[amqp]
+url = "${{TEST_AMQP_URL}}"
+exchange = "{prefix}"
+queue = "{prefix}.in"
+dead_letter_queue = "{prefix}.dlq"
+prefetch = 64
+reconnect_initial_backoff = "100ms"
+reconnect_max_backoff = "500ms"
+
+[delivery]
+{delivery}
+
+[http]
+ca_file = "ca.pem"
+
+[policy]
+allowed_ports = [{ports}]
+{extra}
+"#,
+            delivery = self.delivery,
+            ports = ports.join(", "),
+            extra = self.relay_extra,
+        );
+        std::fs::write(dir.path().join("relay.toml"), relay).unwrap();
+        std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+        for (i, text) in self.webhooks.iter().enumerate() {
+            let mut text = text.clone();
+            for (n, listener) in listeners.iter().enumerate() {
+                text = text.replace(
+                    &format!("@URL{n}@"),
+                    &format!(
+                        "https://127.0.0.1:{}/?token=${{LOGZIO_TOKEN}}&type=apono",
+                        listener.port()
+                    ),
+                );
+                text = text.replace(&format!("@PORT{n}@"), &listener.port().to_string());
+            }
+            std::fs::write(dir.path().join(format!("webhooks/{i:02}.toml")), text).unwrap();
+        }
+        let mut env = vec![
+            ("LOGZIO_TOKEN".to_string(), logzio::TEST_TOKEN.to_string()),
+            (
+                "TEST_AMQP_URL".to_string(),
+                self.amqp_url.clone().unwrap_or_else(rabbitmq_url),
+            ),
+        ];
+        env.extend(self.env.clone());
+        let config = config::load(dir.path(), &Env::from_pairs(env.clone()))
+            .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
+        let config = Arc::new(config);
+        // The admin connection goes straight to the broker, never through a test's proxy.
+        let mut admin_settings = config.amqp.clone();
+        admin_settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
+        let admin = Broker::connect(&admin_settings, &config.redactor)
+            .await
+            .expect("admin connection to RabbitMQ (is it running? scripts/test starts it)");
+        admin
+            .declare_topology(&config.amqp)
+            .await
+            .expect("declare test topology");
+        TestApp {
+            dir,
+            env,
+            config,
+            listeners,
+            admin,
+            worker: None,
+            cleaned: false,
+        }
+    }
+
+    /// [`AppBuilder::build`], then starts the worker in-process.
+    pub async fn start(self) -> TestApp {
+        let mut app = self.build().await;
+        app.start_worker();
+        app
+    }
+}
+
+/// A running in-process worker.
+pub struct RunningWorker {
+    pub shutdown: CancellationToken,
+    pub stats: Arc<Stats>,
+    pub handle: tokio::task::JoinHandle<Result<(), worker::WorkerError>>,
+}
+
+/// One test's world.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    pub config: Arc<Config>,
+    pub listeners: Vec<LocalLogzio>,
+    pub admin: Broker,
+    pub worker: Option<RunningWorker>,
+    cleaned: bool,
+}
+
+impl TestApp {
+    /// The first listener.
+    pub fn listener(&self) -> &LocalLogzio {
+        &self.listeners[0]
+    }
+
+    /// The config folder.
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts the worker in-process.
+    pub fn start_worker(&mut self) {
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let handle = tokio::spawn(worker::run(
+            self.config.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        self.worker = Some(RunningWorker {
+            shutdown,
+            stats,
+            handle,
+        });
+    }
+
+    /// The running worker's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.worker.as_ref().expect("worker started").stats
+    }
+
+    /// Stops the in-process worker and waits for it.
+    pub async fn stop_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.shutdown.cancel();
+            let result = tokio::time::timeout(Duration::from_secs(30), worker.handle)
+                .await
+                .expect("worker stops within 30s")
+                .expect("worker task does not panic");
+            result.expect("worker ends without error");
+        }
+    }
+
+    /// Publishes an event with routing key = its event_type, persistent, confirmed.
+    pub async fn publish(&self, event: &Value) {
+        let key = event["event_type"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        self.publish_raw(event.to_string().as_bytes(), &key, None)
+            .await;
+    }
+
+    /// Publishes raw bytes, optionally with a message id.
+    pub async fn publish_raw(&self, body: &[u8], routing_key: &str, message_id: Option<&str>) {
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        if let Some(id) = message_id {
+            properties = properties.with_message_id(id.into());
+        }
+        self.admin
+            .publisher()
+            .publish_confirmed(&self.config.amqp.exchange, routing_key, body, properties)
+            .await
+            .expect("publish confirmed");
+    }
+
+    /// Takes up to `n` dead letters, waiting up to `timeout` for them. They stay unacked
+    /// and are removed with the queue at the end.
+    pub async fn dead_letters(&self, n: usize, timeout: Duration) -> Vec<Inbound> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            match self
+                .admin
+                .fetch(&self.config.amqp.dead_letter_queue)
+                .await
+                .expect("basic.get")
+            {
+                Some(letter) => out.push(letter),
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        out
+    }
+
+    /// Messages ready in a queue (not counting unacked ones).
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        let channel = self.admin.channel();
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("passive declare");
+        declared.message_count()
+    }
+
+    /// Waits until `check` holds or `timeout` passes; returns whether it held.
+    pub async fn eventually<F: Fn() -> bool>(&self, timeout: Duration, check: F) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        check()
+    }
+
+    /// Stops the worker and deletes the test's exchange and queues.
+    pub async fn finish(mut self) {
+        self.stop_worker().await;
+        self.admin
+            .delete_topology(&self.config.amqp)
+            .await
+            .expect("delete test topology");
+        self.admin.close().await;
+        self.cleaned = true;
+    }
+
+    /// The path of the built binary.
+    pub fn binary() -> PathBuf {
+        PathBuf::from(env!("CARGO_BIN_EXE_webhook-relay"))
+    }
+}
+
+impl Drop for TestApp {
+    /// A test that failed half-way still removes its queues, from a thread of its own since
+    /// drop cannot await.
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        if let Some(worker) = &self.worker {
+            worker.shutdown.cancel();
+        }
+        let settings = self.config.amqp.clone();
+        let redactor = self.config.redactor.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let mut settings = settings;
+                settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
+                if let Ok(broker) = Broker::connect(&settings, &redactor).await {
+                    let _ = broker.delete_topology(&settings).await;
+                    broker.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A sample event of `trigger` with its fields adjusted by `edit`.
+pub fn sample_with(trigger: webhook_relay::event::Trigger, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut event = webhook_relay::event::sample(trigger);
+    edit(&mut event);
+    event
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real worker (in-process through the library, or the real binary)
+//! against the real RabbitMQ and real HTTPS listeners on 127.0.0.1. Every test has its own
+//! exchange and queues on the shared broker and deletes them at the end.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod harness;
+
+mod delivery;
+mod process;
+mod resilience;

@@ -1,0 +1,1 @@
+//! The real binary: signals, exit codes, what it prints.

@@ -1,0 +1,1 @@
+//! Broker loss and reconnection.
