@@ -15,6 +15,7 @@
 //! - [`amqp`]: broker connection, topology, consuming into [`amqp::Inbound`], confirmed publishes.
 //! - [`settle`]: joins the outcomes of one message and acks, dead-letters or requeues it.
 //! - [`worker`]: the `run` loop: reconnects, bounded concurrency, graceful shutdown.
+//! - [`lint`]: what `check` reports beyond load errors (template paths, JSON, duplicates).
 //! - [`devcert`]: throwaway CA and server certificate for loopback HTTPS (demo, tests).
 //! - [`local_logzio`]: a loopback HTTPS listener that answers like Logz.io (demo, tests).
 //! - [`demo`]: the built-in end-to-end demonstration.
@@ -29,6 +30,7 @@ pub mod delivery;
 pub mod demo;
 pub mod devcert;
 pub mod event;
+pub mod lint;
 pub mod local_logzio;
 pub mod outcome;
 pub mod redact;

@@ -208,6 +208,9 @@ pub struct Webhook {
     pub delivery: DeliverySettings,
     /// The file it came from.
     pub source: PathBuf,
+    /// Fields that hold a secret written into the file instead of taken from `${VAR}`, e.g.
+    /// `url (query parameter token)` or `headers.Authorization`. `check` warns about them.
+    pub inline_secrets: Vec<String>,
 }
 
 impl Webhook {
@@ -271,6 +274,7 @@ pub(crate) fn validate(
         ));
     }
 
+    let mut inline_secrets = inline_url_secrets(&spec.url);
     let url = match interpolate(&spec.url, ctx.env) {
         Ok(interpolated) => {
             secrets.extend(interpolated.substituted);
@@ -324,6 +328,9 @@ pub(crate) fn validate(
                         .any(|h| h.eq_ignore_ascii_case(header_name));
                 if secret {
                     secrets.push(interpolated.value.clone());
+                    if !from_env {
+                        inline_secrets.push(format!("headers.{header_name}"));
+                    }
                 }
                 secrets.extend(interpolated.substituted);
                 headers.push(Header {
@@ -441,12 +448,28 @@ pub(crate) fn validate(
                     json_body,
                     delivery,
                     source: file.to_path_buf(),
+                    inline_secrets,
                 },
                 secrets,
             })
         }
         _ => Err(problems),
     }
+}
+
+/// Secret-looking query parameters whose value is written out rather than `${VAR}`.
+fn inline_url_secrets(written: &str) -> Vec<String> {
+    let Some((_, query)) = written.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, value)| {
+            redact::is_secret_name(name) && !value.is_empty() && !value.contains("${")
+        })
+        .map(|(name, _)| format!("url (query parameter {name})"))
+        .collect()
 }
 
 /// Parses a webhook URL and applies the policy: scheme, host, port.
@@ -522,6 +545,16 @@ mod tests {
         };
         assert!(check_url("http://h/", &lax).is_ok());
         assert!(check_url("ftp://h/", &lax).unwrap_err().contains("scheme"));
+    }
+
+    #[test]
+    fn inline_secrets_are_found() {
+        assert_eq!(
+            inline_url_secrets("https://h/?token=abc123&type=x"),
+            vec!["url (query parameter token)"]
+        );
+        assert!(inline_url_secrets("https://h/?token=${LOGZIO_TOKEN}&type=x").is_empty());
+        assert!(inline_url_secrets("https://h/path").is_empty());
     }
 
     #[test]

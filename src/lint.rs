@@ -1,0 +1,353 @@
+//! Checks of a loaded config that go beyond what loading refuses: template paths that can
+//! never exist in an event, bodies that render invalid JSON for the sample events, webhooks
+//! that can never fire or are duplicates, a retry window close to the broker's consumer
+//! timeout, and secrets written into files. Pure: no network.
+
+use crate::config::{Config, Webhook};
+use crate::event::{self, Trigger};
+use std::fmt;
+use std::path::PathBuf;
+
+/// How bad a finding is: errors make `check` fail, warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Will not work as written.
+    Error,
+    /// Works, but is probably not what was meant.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One finding, naming file, webhook and field like a config problem does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The file it is about.
+    pub file: PathBuf,
+    /// The webhook it is about, if any.
+    pub webhook: Option<String>,
+    /// The field it is about, if any.
+    pub field: Option<String>,
+    /// What is wrong, lowercase, secret-free.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(webhook) = &self.webhook {
+            write!(f, ": webhook `{webhook}`")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A retry window above this share of the consumer timeout is flagged.
+const CONSUMER_TIMEOUT_MARGIN: f64 = 0.8;
+
+/// Every finding for `config`, in webhook order.
+pub fn lint(config: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for webhook in &config.webhooks {
+        let finding = |severity, field: &str, message: String| Finding {
+            severity,
+            file: webhook.source.clone(),
+            webhook: Some(webhook.name.clone()),
+            field: Some(field.to_string()),
+            message,
+        };
+        let template_field = "body_template";
+        for path in webhook.template.expressions() {
+            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            if !event::schema_allows_path(&segments) {
+                let dotted = dotted(&path);
+                let hint = suggest(&dotted)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                out.push(finding(
+                    Severity::Error,
+                    template_field,
+                    format!(
+                        "`{dotted}` can never exist in an access-request event{hint}; \
+                         see `webhook-relay schema --fields`"
+                    ),
+                ));
+            }
+        }
+        out.extend(
+            render_problems(webhook)
+                .into_iter()
+                .map(|m| finding(Severity::Warning, template_field, m)),
+        );
+        if webhook.triggers.is_empty() {
+            out.push(finding(
+                Severity::Warning,
+                "triggers",
+                "the webhook has no triggers, so no event will ever reach it".into(),
+            ));
+        }
+        let hold = webhook.delivery.worst_case_hold().as_secs_f64();
+        let limit = config.amqp.consumer_timeout.as_secs_f64();
+        if hold > limit * CONSUMER_TIMEOUT_MARGIN {
+            out.push(finding(
+                Severity::Warning,
+                "delivery.max_elapsed",
+                format!(
+                    "max_elapsed + timeout ({:.0}s) is within {:.0}% of the broker's consumer \
+                     timeout ({:.0}s): a slow broker or clock could make it close the channel",
+                    hold,
+                    (1.0 - CONSUMER_TIMEOUT_MARGIN) * 100.0,
+                    limit
+                ),
+            ));
+        }
+        for field in &webhook.inline_secrets {
+            out.push(finding(
+                Severity::Warning,
+                field,
+                "holds a secret written into the file; use ${VAR} and set it in the \
+                 environment (e.g. token=${LOGZIO_TOKEN})"
+                    .into(),
+            ));
+        }
+    }
+    for (i, a) in config.webhooks.iter().enumerate() {
+        for b in &config.webhooks[i + 1..] {
+            if same_behaviour(a, b) {
+                out.push(Finding {
+                    severity: Severity::Warning,
+                    file: b.source.clone(),
+                    webhook: Some(b.name.clone()),
+                    field: None,
+                    message: format!(
+                        "is identical to webhook `{}` ({}): every event would be sent twice",
+                        a.name,
+                        a.source.display()
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Renders the webhook's template for the sample event of each of its triggers (all of them
+/// when it has none) and reports failures and bodies that are not the JSON they claim to be.
+fn render_problems(webhook: &Webhook) -> Vec<String> {
+    let triggers: Vec<Trigger> = if webhook.triggers.is_empty() {
+        Trigger::ALL.to_vec()
+    } else {
+        webhook.triggers.clone()
+    };
+    let mut out = Vec::new();
+    for trigger in triggers {
+        let sample = event::sample(trigger);
+        match webhook.template.render(&sample) {
+            Err(e) => out.push(format!(
+                "fails to render for the sample {trigger} event: {e}"
+            )),
+            Ok(body) if webhook.json_body => {
+                if let Some(problem) = nested_json_problem(&body) {
+                    out.push(format!("for the sample {trigger} event, {problem}"));
+                }
+            }
+            Ok(_) => {}
+        }
+        if !out.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// A top-level string field that looks like a JSON document (the Logz.io `message` style) but
+/// does not parse as one.
+fn nested_json_problem(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let object = value.as_object()?;
+    for (key, field) in object {
+        let Some(text) = field.as_str() else { continue };
+        let trimmed = text.trim_start();
+        if (trimmed.starts_with('{') || trimmed.starts_with('['))
+            && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
+        {
+            return Some(format!(
+                "the `{key}` string looks like JSON but does not parse: {e}"
+            ));
+        }
+    }
+    None
+}
+
+fn same_behaviour(a: &Webhook, b: &Webhook) -> bool {
+    a.method == b.method
+        && a.url.expose() == b.url.expose()
+        && a.template_source == b.template_source
+        && a.triggers == b.triggers
+        && a.filters == b.filters
+        && a.status == b.status
+        && a.headers.len() == b.headers.len()
+        && a.headers.iter().zip(&b.headers).all(|(x, y)| {
+            x.name.eq_ignore_ascii_case(&y.name) && x.value.expose() == y.value.expose()
+        })
+}
+
+fn dotted(path: &[String]) -> String {
+    path.iter()
+        .map(|s| {
+            if s.chars().all(|c| c.is_ascii_digit()) {
+                format!("[{s}]")
+            } else {
+                s.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The schema path closest to `path`, when it is close enough to be a typo.
+fn suggest(path: &str) -> Option<String> {
+    event::field_paths()
+        .into_iter()
+        .map(|f| (distance(path, &f.path), f.path))
+        .filter(|(d, candidate)| *d <= 3.max(candidate.len() / 10))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, p)| p)
+}
+
+/// Levenshtein distance, for typo suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(row[j + 1])
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, load};
+
+    fn config_with(webhooks: &str, relay: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay.toml"), relay).unwrap();
+        std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+        std::fs::write(dir.path().join("webhooks/a.toml"), webhooks).unwrap();
+        load(dir.path(), &Env::from_pairs([("TOKEN", "tok-123456")])).unwrap()
+    }
+
+    fn hook(name: &str, template: &str, extra: &str) -> String {
+        format!(
+            "[[webhook]]\nname = \"{name}\"\nurl = \"https://h/?token=${{TOKEN}}\"\n\
+             triggers = [\"RequestApproved\"]\nbody_template = '{template}'\n{extra}\n"
+        )
+    }
+
+    fn messages(config: &Config) -> Vec<String> {
+        lint(config).iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn shipped_config_is_clean() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let config = load(&dir, &Env::from_pairs([("LOGZIO_TOKEN", "t0ken")])).unwrap();
+        assert_eq!(messages(&config), Vec::<String>::new());
+    }
+
+    #[test]
+    fn impossible_path_is_an_error_with_a_suggestion() {
+        let config = config_with(&hook("a", r#"{"e": "{{ data.requester.mail }}"}"#, ""), "");
+        let findings = lint(&config);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].severity, Severity::Error);
+        assert!(
+            findings[0]
+                .message
+                .contains("`data.requester.mail` can never exist")
+                && findings[0]
+                    .message
+                    .contains("did you mean `data.requester.email`"),
+            "{}",
+            findings[0]
+        );
+    }
+
+    #[test]
+    fn custom_fields_and_array_paths_are_fine() {
+        let template = r#"{"a": "{{ data.custom_fields.ticket }}", "b": "{{ data.access_groups.[0].access_units.[0].permission.name }}"}"#;
+        let config = config_with(&hook("a", template, ""), "");
+        assert_eq!(messages(&config), Vec::<String>::new());
+    }
+
+    #[test]
+    fn invalid_nested_json_no_triggers_duplicates_and_inline_tokens_are_warned() {
+        let broken_inner = r#"{"message": "{ \"a\": {{ data.justification }} }"}"#;
+        let mut text = hook("nested", broken_inner, "");
+        text.push_str(
+            "[[webhook]]\nname = \"silent\"\nurl = \"https://h/\"\ntriggers = []\nbody_template = '{}'\n",
+        );
+        text.push_str(&hook("one", "{}", ""));
+        text.push_str(&hook("two", "{}", ""));
+        text.push_str(
+            "[[webhook]]\nname = \"inline\"\nurl = \"https://h/?token=abc123\"\ntriggers = [\"Manual\"]\nbody_template = '{}'\n",
+        );
+        let config = config_with(&text, "");
+        let all = messages(&config);
+        let has = |needle: &str| all.iter().any(|m| m.contains(needle));
+        assert!(
+            has(
+                "webhook `nested`: body_template: for the sample RequestApproved event, the `message` string looks like JSON but does not parse"
+            ),
+            "{all:#?}"
+        );
+        assert!(
+            has("webhook `silent`: triggers: the webhook has no triggers"),
+            "{all:#?}"
+        );
+        assert!(
+            has("webhook `two`: is identical to webhook `one`"),
+            "{all:#?}"
+        );
+        assert!(
+            has("webhook `inline`: url (query parameter token): holds a secret"),
+            "{all:#?}"
+        );
+        assert!(!all.iter().any(|m| m.contains("abc123")), "{all:#?}");
+    }
+
+    #[test]
+    fn retry_window_close_to_consumer_timeout_is_warned() {
+        let relay = "[amqp]\nconsumer_timeout = \"12m\"\n[delivery]\nmax_elapsed = \"10m\"\n";
+        let config = config_with(&hook("a", "{}", ""), relay);
+        let all = messages(&config);
+        assert!(
+            all.iter().any(|m| m.contains("delivery.max_elapsed")),
+            "{all:#?}"
+        );
+    }
+}
