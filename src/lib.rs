@@ -7,6 +7,7 @@
 //! - [`config`]: `relay.toml` + `webhooks/*.toml` + `RELAY__…` env, parsed and validated once.
 //! - [`redact`]: secret values and URL/header redaction used by every printed string.
 //! - [`event`]: the access-request event: typed view, identity, JSON Schema, samples.
+//! - [`validate`]: checks a document against the event JSON Schema (`publish`).
 //! - [`rules`]: which webhooks an event matches (pure, no I/O).
 //! - [`template`]: Handlebars bodies compiled at load, with JSON-aware escaping (pure).
 //! - [`delivery`]: the HTTP client, one attempt, its classification and the retry loop.
@@ -38,4 +39,5 @@ pub mod rules;
 pub mod settle;
 pub mod telemetry;
 pub mod template;
+pub mod validate;
 pub mod worker;
