@@ -13,6 +13,7 @@
 //! - [`delivery`]: the HTTP client, one attempt, its classification and the retry loop.
 //! - [`outcome`]: how one delivery ended, and the dead-letter reasons.
 //! - [`dead_letter`]: dead-letter reasons and the headers a dead letter carries.
+//! - [`dlq`]: listing, replaying and purging dead letters without losing or reordering any.
 //! - [`amqp`]: broker connection, topology, consuming into [`amqp::Inbound`], confirmed publishes.
 //! - [`settle`]: joins the outcomes of one message and acks, dead-letters or requeues it.
 //! - [`worker`]: the `run` loop: reconnects, bounded concurrency, graceful shutdown.
@@ -30,6 +31,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod demo;
 pub mod devcert;
+pub mod dlq;
 pub mod event;
 pub mod lint;
 pub mod local_logzio;

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 /// Keywords this validator understands, plus annotations it may ignore.
+#[cfg(test)]
 const KNOWN_KEYWORDS: &[&str] = &[
     "$schema",
     "title",

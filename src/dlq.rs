@@ -1,0 +1,212 @@
+//! Operating on the dead-letter queue: list, show, replay and purge.
+//!
+//! Every operation reads the queue the same way: it takes the messages with `basic.get`
+//! without acking them, so nothing can be lost while it looks, and whatever it does not settle
+//! goes back to the queue, in its original order, when its connection closes. Only a replay
+//! that succeeded, or whose new dead letter is confirmed, removes a dead letter; only a purge
+//! deletes one.
+
+use crate::amqp::{AmqpError, Broker, Inbound};
+use crate::config::Config;
+use crate::dead_letter::{DeadLetter, DeadLetterInfo};
+use crate::delivery::{Deliverer, DeliveryRequest};
+use crate::event;
+use crate::outcome::{Failure, Outcome, Reason};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
+
+/// One dead letter as read from the queue.
+pub struct Entry {
+    /// 1-based position in the queue when it was read.
+    pub position: usize,
+    /// Its `x-relay-*` headers.
+    pub info: DeadLetterInfo,
+    /// The event type, when the body is an event.
+    pub event_type: Option<String>,
+    /// The message itself; settling it through its handle removes or returns it.
+    pub message: Inbound,
+}
+
+impl Entry {
+    /// The original event bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.message.body
+    }
+}
+
+/// Which dead letters an operation applies to. Empty fields select everything.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Positions (`3`) or event ids (`req-1:RequestApproved:…`); empty selects all.
+    pub ids: Vec<String>,
+    /// Only dead letters for this webhook.
+    pub webhook: Option<String>,
+    /// Only dead letters with this reason.
+    pub reason: Option<Reason>,
+}
+
+impl Selection {
+    /// Whether `entry` is selected.
+    pub fn matches(&self, entry: &Entry) -> bool {
+        let id_ok = self.ids.is_empty()
+            || self.ids.iter().any(|id| {
+                id.parse::<usize>().ok() == Some(entry.position)
+                    || entry.info.event_id.as_deref() == Some(id.as_str())
+            });
+        let webhook_ok = self
+            .webhook
+            .as_ref()
+            .is_none_or(|w| entry.info.webhook.as_ref() == Some(w));
+        let reason_ok = self.reason.is_none_or(|r| entry.info.reason == Some(r));
+        id_ok && webhook_ok && reason_ok
+    }
+}
+
+/// Reads up to `scan_limit` messages from the dead-letter queue without acking them. They stay
+/// with this connection until settled or until it closes.
+pub async fn read_all(
+    broker: &Broker,
+    queue: &str,
+    scan_limit: usize,
+) -> Result<Vec<Entry>, AmqpError> {
+    let mut entries = Vec::new();
+    while entries.len() < scan_limit {
+        let Some(message) = broker.fetch(queue).await? else {
+            break;
+        };
+        let info = DeadLetterInfo::from_properties(&message.properties);
+        let event_type = serde_json::from_slice::<serde_json::Value>(&message.body)
+            .ok()
+            .and_then(|v| v.get("event_type")?.as_str().map(str::to_string));
+        entries.push(Entry {
+            position: entries.len() + 1,
+            info,
+            event_type,
+            message,
+        });
+    }
+    Ok(entries)
+}
+
+/// How one replay ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayResult {
+    /// Delivered; the dead letter was removed.
+    Delivered {
+        /// Attempts it took.
+        attempts: u32,
+    },
+    /// Failed again; a new dead letter (with the new reason) replaced the old one.
+    FailedAgain(Failure),
+    /// Not attempted; the dead letter stays where it was.
+    Skipped(String),
+    /// With `--dry-run`: what would be attempted.
+    WouldReplay,
+}
+
+/// The per-message result of a replay, for the summary.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    /// Position in the queue when read.
+    pub position: usize,
+    /// The event id, if known.
+    pub event_id: Option<String>,
+    /// The webhook it was replayed to.
+    pub webhook: Option<String>,
+    /// What happened.
+    pub result: ReplayResult,
+}
+
+/// Re-delivers one dead letter to the webhook named in its `x-relay-webhook` header, and only
+/// to it, with the current config (template, URL, token). On success the dead letter is
+/// acked; on failure a new dead letter is published with a confirm and then the old one is
+/// acked. Anything else leaves it in the queue.
+pub async fn replay_one(
+    entry: &Entry,
+    config: &Config,
+    deliverer: &Deliverer,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> Replayed {
+    let replayed = |result| Replayed {
+        position: entry.position,
+        event_id: entry.info.event_id.clone(),
+        webhook: entry.info.webhook.clone(),
+        result,
+    };
+    let Some(name) = entry.info.webhook.as_deref() else {
+        return replayed(ReplayResult::Skipped(
+            "no x-relay-webhook header (an invalid event is not replayable)".into(),
+        ));
+    };
+    let Some(webhook) = config.webhook(name) else {
+        return replayed(ReplayResult::Skipped(format!(
+            "webhook `{name}` is not in the current config"
+        )));
+    };
+    let event = match event::decode(entry.body(), entry.message.message_id()) {
+        Ok(event) => event,
+        Err(e) => return replayed(ReplayResult::Skipped(format!("invalid event: {e}"))),
+    };
+    if dry_run {
+        return replayed(ReplayResult::WouldReplay);
+    }
+    let outcome = match webhook.template.render(&event.raw) {
+        Err(e) => Outcome::DeadLetter(Failure {
+            reason: Reason::RenderFailed,
+            attempts: 0,
+            last_status: None,
+            last_error: config.redactor.scrub(&e.to_string()),
+        }),
+        Ok(body) => {
+            let request = DeliveryRequest {
+                webhook: Arc::clone(webhook),
+                event_id: event.id.clone(),
+                body,
+            };
+            deliverer.deliver(&request, cancel).await
+        }
+    };
+    let handle = &entry.message.handle;
+    let result = match outcome {
+        Outcome::Delivered { attempts, .. } => match handle.ack().await {
+            Ok(()) => ReplayResult::Delivered { attempts },
+            Err(e) => ReplayResult::Skipped(format!(
+                "delivered, but the dead letter could not be removed ({e}); it stays queued"
+            )),
+        },
+        Outcome::DeadLetter(failure) => {
+            let letter = DeadLetter {
+                webhook: Some(name.to_string()),
+                event_id: Some(event.id.clone()),
+                failure: failure.clone(),
+                failed_at: SystemTime::now(),
+            };
+            let routing_key = entry
+                .info
+                .routing_key
+                .clone()
+                .unwrap_or_else(|| event.trigger.as_str().to_string());
+            let properties = letter.properties(&entry.message.properties, &routing_key);
+            match handle.publish_dead_letter(entry.body(), properties).await {
+                Ok(()) => match handle.ack().await {
+                    Ok(()) => ReplayResult::FailedAgain(failure),
+                    Err(e) => ReplayResult::Skipped(format!(
+                        "failed again and re-dead-lettered, but the old dead letter could not \
+                         be removed ({e})"
+                    )),
+                },
+                Err(e) => ReplayResult::Skipped(format!(
+                    "failed again ({}) and the new dead letter was not confirmed ({e}); the old \
+                     one stays",
+                    failure.last_error
+                )),
+            }
+        }
+        Outcome::Interrupted { .. } => {
+            ReplayResult::Skipped("interrupted; the dead letter stays".into())
+        }
+    };
+    replayed(result)
+}
