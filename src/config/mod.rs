@@ -450,12 +450,22 @@ fn parse_webhook_file(file: &Path, problems: &mut Vec<ConfigProblem>) -> Vec<Web
             Err(e) => problems.push(ConfigProblem {
                 file: file.to_path_buf(),
                 webhook: Some(label),
-                field: None,
+                field: error_key_path(&e),
                 message: one_line(e.message()),
             }),
         }
     }
     specs
+}
+
+/// The key path a table's deserialization error is about (`triggers`, `delivery.timeout`).
+/// toml keeps it out of [`toml::de::Error::message`] and shows it only as the last line of
+/// its `Display`: ``in `triggers` ``.
+fn error_key_path(e: &toml::de::Error) -> Option<String> {
+    let shown = e.to_string();
+    let last = shown.lines().rev().find(|line| !line.trim().is_empty())?;
+    let path = last.strip_prefix("in `")?.strip_suffix('`')?;
+    (!path.is_empty()).then(|| path.to_string())
 }
 
 fn toml_error(text: &str, e: &toml::de::Error) -> String {

@@ -220,7 +220,12 @@ fn webhook_problems_name_file_webhook_and_field() {
         (
             "\"RequestApproved\"",
             "\"RequestApprove\"",
-            "unknown trigger `RequestApprove`",
+            "triggers: unknown trigger `RequestApprove`",
+        ),
+        (
+            "max_attempts = 3",
+            "max_attempts = \"three\"",
+            "delivery.max_attempts: invalid type",
         ),
         (
             "[webhook.filters]",
