@@ -93,7 +93,6 @@ async fn run(dir: &std::path::Path) -> u8 {
             EXIT_OK
         }
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("error: {e}");
             EXIT_FAILED
         }
