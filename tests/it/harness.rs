@@ -274,6 +274,16 @@ impl TestApp {
             .await;
     }
 
+    /// Publishes an event like [`TestApp::publish`], with the AMQP `message_id` set.
+    pub async fn publish_with_id(&self, event: &Value, message_id: &str) {
+        let key = event["event_type"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        self.publish_raw(event.to_string().as_bytes(), &key, Some(message_id))
+            .await;
+    }
+
     /// Publishes raw bytes, optionally with a message id.
     pub async fn publish_raw(&self, body: &[u8], routing_key: &str, message_id: Option<&str>) {
         let mut properties = BasicProperties::default()
@@ -337,6 +347,44 @@ impl TestApp {
         check()
     }
 
+    /// The current value of one of the running worker's counters, e.g. `app.count(|s| &s.acked)`.
+    pub fn count(&self, pick: fn(&Stats) -> &AtomicU64) -> u64 {
+        Stats::get(pick(self.stats()))
+    }
+
+    /// Waits until the counter picked by `pick` reaches at least `n`; returns whether it did
+    /// within `timeout`.
+    pub async fn wait_count(
+        &self,
+        pick: fn(&Stats) -> &AtomicU64,
+        n: u64,
+        timeout: Duration,
+    ) -> bool {
+        self.eventually(timeout, || self.count(pick) >= n).await
+    }
+
+    /// Deletes the dead-letter queue behind the worker's back (the worker declares it only when
+    /// it connects), so that dead letters become unroutable.
+    pub async fn delete_dead_letter_queue(&self) {
+        self.admin
+            .channel()
+            .queue_delete(
+                self.config.amqp.dead_letter_queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await
+            .expect("delete the dead-letter queue");
+    }
+
+    /// Declares the test's exchange and queues again (e.g. after
+    /// [`TestApp::delete_dead_letter_queue`]).
+    pub async fn redeclare_topology(&self) {
+        self.admin
+            .declare_topology(&self.config.amqp)
+            .await
+            .expect("declare test topology again");
+    }
+
     /// Stops the worker and deletes the test's exchange and queues.
     pub async fn finish(mut self) {
         self.stop_worker().await;
@@ -384,6 +432,18 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// The shipped Logz.io webhook (`config/webhooks/logzio.toml`), exactly as shipped except
+/// that its URL points at listener 0 (`@URL0@`), as `webhook-relay demo` does.
+pub fn shipped_logzio_webhook() -> String {
+    const SHIPPED: &str = include_str!("../../config/webhooks/logzio.toml");
+    const SHIPPED_URL: &str = "https://listener.logz.io/?token=${LOGZIO_TOKEN}&type=apono";
+    assert!(
+        SHIPPED.contains(SHIPPED_URL),
+        "config/webhooks/logzio.toml no longer holds the listener URL"
+    );
+    SHIPPED.replace(SHIPPED_URL, "@URL0@")
 }
 
 /// A sample event of `trigger` with its fields adjusted by `edit`.
