@@ -118,6 +118,15 @@ pub struct Replayed {
     pub result: ReplayResult,
 }
 
+/// How a replay runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// Report what would be replayed; change nothing.
+    pub dry_run: bool,
+    /// Attempts per dead letter instead of the webhook's `max_attempts`.
+    pub attempts: Option<u32>,
+}
+
 /// Re-delivers one dead letter to the webhook named in its `x-relay-webhook` header, and only
 /// to it, with the current config (template, URL, token). On success the dead letter is
 /// acked; on failure a new dead letter is published with a confirm and then the old one is
@@ -126,7 +135,7 @@ pub async fn replay_one(
     entry: &Entry,
     config: &Config,
     deliverer: &Deliverer,
-    dry_run: bool,
+    options: ReplayOptions,
     cancel: &CancellationToken,
 ) -> Replayed {
     let replayed = |result| Replayed {
@@ -149,7 +158,7 @@ pub async fn replay_one(
         Ok(event) => event,
         Err(e) => return replayed(ReplayResult::Skipped(format!("invalid event: {e}"))),
     };
-    if dry_run {
+    if options.dry_run {
         return replayed(ReplayResult::WouldReplay);
     }
     let outcome = match webhook.template.render(&event.raw) {
@@ -165,7 +174,11 @@ pub async fn replay_one(
                 event_id: event.id.clone(),
                 body,
             };
-            deliverer.deliver(&request, cancel).await
+            let mut settings = webhook.delivery;
+            if let Some(attempts) = options.attempts {
+                settings.max_attempts = attempts.max(1);
+            }
+            deliverer.deliver_with(&request, settings, cancel).await
         }
     };
     let handle = &entry.message.handle;

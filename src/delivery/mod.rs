@@ -221,7 +221,17 @@ impl Deliverer {
     /// Delivers with retries until success, a permanent failure, the retry budget running out
     /// (`max_attempts`, `max_elapsed`) or `cancel` firing during a backoff sleep.
     pub async fn deliver(&self, request: &DeliveryRequest, cancel: &CancellationToken) -> Outcome {
-        retry::deliver(self, request, cancel).await
+        retry::deliver(self, request, request.webhook.delivery, cancel).await
+    }
+
+    /// [`Deliverer::deliver`] with other retry settings than the webhook's (replays).
+    pub async fn deliver_with(
+        &self,
+        request: &DeliveryRequest,
+        settings: crate::config::DeliverySettings,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        retry::deliver(self, request, settings, cancel).await
     }
 }
 

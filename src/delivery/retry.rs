@@ -52,9 +52,9 @@ fn next_delay(scheduled: Duration, retry_after: Option<Duration>, max: Duration)
 pub(super) async fn deliver(
     deliverer: &Deliverer,
     request: &DeliveryRequest,
+    settings: DeliverySettings,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let settings = request.webhook.delivery;
     let started = Instant::now();
     let mut schedule = Backoff::new(&settings);
     let mut number = 0;

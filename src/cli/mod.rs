@@ -1,5 +1,15 @@
-//! The command line. Each subcommand reads the same config as `run`. Exit codes: 0 ok, 1 the
-//! thing run or checked failed, 2 a usage or config error.
+//! The command line. Each subcommand reads the same config as `run`. Output is aligned text
+//! (colour only on a terminal), or JSON with `--json`. Exit codes: 0 ok, 1 the thing run or
+//! checked failed, 2 a usage or config error.
+
+mod check;
+mod dlq;
+pub mod output;
+mod publish;
+mod render;
+mod schema;
+mod test_webhook;
+mod webhooks;
 
 use crate::config::{self, CONFIG_DIR_ENV, Config, Env};
 use crate::worker::{self, Stats};
@@ -23,6 +33,9 @@ pub struct Cli {
     /// The config folder: relay.toml and webhooks/*.toml.
     #[arg(long, short = 'c', env = CONFIG_DIR_ENV, default_value = "config", global = true)]
     pub config: PathBuf,
+    /// Print JSON instead of text (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +48,21 @@ pub enum Command {
     Run,
     /// Show the whole pipeline working against a built-in local HTTPS listener, then clean up.
     Demo(crate::demo::DemoArgs),
+    /// Validate the whole config without touching the network.
+    Check,
+    /// The webhooks table: status, method, URL (redacted), triggers, filters, file.
+    Webhooks,
+    /// Print the exact request a webhook would send for an event, and whether it matches.
+    Render(render::RenderArgs),
+    /// Send one mock event to a webhook through the real delivery path and show the result.
+    Test(test_webhook::TestArgs),
+    /// Print the event payload's JSON Schema, or with --fields the template paths.
+    Schema(schema::SchemaArgs),
+    /// Publish events to the configured exchange with publisher confirms.
+    Publish(publish::PublishArgs),
+    /// Inspect, replay or purge the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 /// Parses the command line, runs the command and maps the result to an exit code.
@@ -60,6 +88,40 @@ async fn dispatch(cli: Cli) -> u8 {
             crate::telemetry::init("error");
             crate::demo::run(args).await
         }
+        Command::Check => check::run(&cli.config, &Env::from_process(), cli.json),
+        Command::Schema(args) => schema::run(&args, cli.json),
+        command => {
+            crate::telemetry::init("error");
+            let config = match load_config(&cli.config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            match command {
+                Command::Webhooks => webhooks::run(&config, cli.json),
+                Command::Render(args) => render::run(&config, &args, cli.json),
+                Command::Test(args) => test_webhook::run(&config, &args, cli.json).await,
+                Command::Publish(args) => publish::run(&config, &args, cli.json).await,
+                Command::Dlq(command) => dlq::run(&config, &command, cli.json).await,
+                Command::Run | Command::Demo(_) | Command::Check | Command::Schema(_) => {
+                    EXIT_CONFIG
+                }
+            }
+        }
+    }
+}
+
+/// Prints a usage problem and returns its exit code.
+fn usage_error(message: &str) -> u8 {
+    eprintln!("error: {message}");
+    EXIT_CONFIG
+}
+
+/// `●` for an active webhook, `○` for an inactive one, with the word.
+fn status_dot(style: &output::Style, webhook: &crate::config::Webhook) -> String {
+    if webhook.is_active() {
+        style.good("● active")
+    } else {
+        "○ inactive".to_string()
     }
 }
 

@@ -1,0 +1,95 @@
+//! `webhook-relay check`: validates the whole config without touching the network, one line
+//! per problem, naming file, webhook and field.
+
+use super::output::{Style, plural, print_json};
+use crate::config::{self, Env};
+use crate::lint::{self, Finding, Severity};
+use std::path::Path;
+
+#[derive(serde::Serialize)]
+struct Report {
+    ok: bool,
+    errors: usize,
+    warnings: usize,
+    webhooks: usize,
+    active: usize,
+    findings: Vec<Finding>,
+}
+
+/// Runs `check` on the config folder `dir`; exit 0 when there is no error (warnings allowed),
+/// 1 otherwise.
+pub fn run(dir: &Path, env: &Env, json: bool) -> u8 {
+    let style = Style::detect();
+    let (findings, webhooks, active) = match config::load(dir, env) {
+        Ok(config) => {
+            let mut findings: Vec<Finding> = config
+                .warnings
+                .iter()
+                .map(|w| Finding {
+                    severity: Severity::Warning,
+                    file: w.file.clone(),
+                    webhook: w.webhook.clone(),
+                    field: w.field.clone(),
+                    message: w.message.clone(),
+                })
+                .collect();
+            findings.extend(lint::lint(&config));
+            let active = config.webhooks.iter().filter(|w| w.is_active()).count();
+            (findings, config.webhooks.len(), active)
+        }
+        Err(e) => (
+            e.problems
+                .into_iter()
+                .map(|p| Finding {
+                    severity: Severity::Error,
+                    file: p.file,
+                    webhook: p.webhook,
+                    field: p.field,
+                    message: p.message,
+                })
+                .collect(),
+            0,
+            0,
+        ),
+    };
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    if json {
+        print_json(&Report {
+            ok: errors == 0,
+            errors,
+            warnings,
+            webhooks,
+            active,
+            findings,
+        });
+    } else {
+        for finding in &findings {
+            let label = match finding.severity {
+                Severity::Error => style.bad("error"),
+                Severity::Warning => style.warn("warning"),
+            };
+            println!("{label}: {finding}");
+        }
+        let summary = format!(
+            "{}: {} ({active} active), {}, {}",
+            dir.display(),
+            plural(webhooks, "webhook"),
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        );
+        if errors == 0 {
+            println!("{} {summary}", style.good("ok"));
+        } else {
+            println!("{} {summary}", style.bad("failed"));
+        }
+    }
+    if errors == 0 {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILED
+    }
+}

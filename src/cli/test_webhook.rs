@@ -1,0 +1,303 @@
+//! `webhook-relay test NAME`: the Test button. Sends one mock event through the real delivery
+//! path (same client, timeouts and retry classification) and prints the invocation data:
+//! request, response, latency, and a troubleshooting hint when it fails.
+
+use super::output::{Style, print_json, truncate};
+use super::render::{event_input, find_webhook, parse_trigger};
+use crate::config::Config;
+use crate::delivery::{Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, Verdict};
+use crate::event::Trigger;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Options of `test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    /// The webhook's name (active or not).
+    pub name: String,
+    /// An event file (JSON). Without it, the built-in sample event is sent.
+    #[arg(long, conflicts_with = "trigger")]
+    pub event: Option<PathBuf>,
+    /// Which built-in sample to send; defaults to the webhook's first trigger.
+    #[arg(long, value_parser = parse_trigger)]
+    pub trigger: Option<Trigger>,
+    /// Retries after a retryable failure, with the webhook's backoff (default: none).
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+}
+
+/// What to try when an attempt failed this way.
+pub fn hint(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::Dns => {
+            "the host name does not resolve: check the URL's host (Logz.io listener hosts are \
+             per region, e.g. listener.logz.io or listener-eu.logz.io)"
+        }
+        FailureClass::Connect => {
+            "nothing accepted the connection: check the host and port, that the endpoint is up, \
+             and that no firewall is in the way"
+        }
+        FailureClass::Tls => {
+            "the TLS handshake failed: the endpoint's certificate is not trusted for this host \
+             name; for a private CA, set http.ca_file in relay.toml"
+        }
+        FailureClass::Timeout => {
+            "no answer within delivery.timeout: the endpoint is slow or unreachable; raise the \
+             webhook's delivery.timeout if it is just slow"
+        }
+        FailureClass::Status(401) | FailureClass::Status(403) => {
+            "the token or credentials were refused: check the variable the URL or headers use \
+             (e.g. LOGZIO_TOKEN must be a Logz.io log shipping token of the right account)"
+        }
+        FailureClass::Status(404) => {
+            "the URL's path does not exist: check the webhook's url (Logz.io's listener takes \
+             the path `/`)"
+        }
+        FailureClass::Status(413) => {
+            "the body is too large: Logz.io takes at most 10 MB per request and 500,000 bytes \
+             per line; shorten the template"
+        }
+        FailureClass::Status(429) => {
+            "rate limited: the endpoint asks to slow down; the worker retries and honours \
+             Retry-After, but lower the webhook's delivery.concurrency if it persists"
+        }
+        FailureClass::Status(400) | FailureClass::Status(422) => {
+            "the endpoint refused the body: look at it with `webhook-relay render NAME` and at \
+             the response body above"
+        }
+        FailureClass::Status(status) if (300..400).contains(&status) => {
+            "the endpoint redirects, and redirects are never followed (a token in the URL must \
+             not travel to another host): use the final URL"
+        }
+        FailureClass::Status(status) if status >= 500 => {
+            "the endpoint failed on its side: this is transient and the worker would retry it; \
+             check the endpoint's status"
+        }
+        FailureClass::Status(_) => "the endpoint refused the request: see the response above",
+        FailureClass::Request => {
+            "the connection broke during the request: check proxies and the endpoint's logs"
+        }
+        FailureClass::Builder => {
+            "the request could not be built: check the webhook's headers and URL"
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Invocation<'a> {
+    success: bool,
+    webhook: &'a str,
+    event_id: &'a str,
+    event_source: &'a str,
+    request: RequestData<'a>,
+    attempts: Vec<AttemptData>,
+    hint: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct RequestData<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: Vec<(String, String)>,
+    body: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct AttemptData {
+    number: u32,
+    latency_ms: u128,
+    status: Option<u16>,
+    response_headers: Vec<(String, String)>,
+    response_body: Option<String>,
+    response_body_truncated: bool,
+    error: Option<String>,
+    failure: Option<String>,
+}
+
+/// Runs `test`; returns the exit code.
+pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
+    let style = Style::detect();
+    let webhook = match find_webhook(config, &args.name) {
+        Ok(w) => w,
+        Err(e) => return super::usage_error(&e),
+    };
+    let input = match event_input(args.event.as_deref(), args.trigger, webhook) {
+        Ok(input) => input,
+        Err(e) => return super::usage_error(&e),
+    };
+    let body = match webhook.template.render(&input.event.raw) {
+        Ok(body) => body,
+        Err(e) => {
+            let e = config.redactor.scrub(&e.to_string());
+            if json {
+                print_json(&serde_json::json!({"success": false, "render_error": e}));
+            } else {
+                println!(
+                    "{}: the body does not render: {e}",
+                    style.bad("Test failed")
+                );
+            }
+            return super::EXIT_FAILED;
+        }
+    };
+    let deliverer = match Deliverer::new(config) {
+        Ok(d) => d,
+        Err(e) => return super::usage_error(&e.to_string()),
+    };
+    let request = DeliveryRequest {
+        webhook: Arc::clone(webhook),
+        event_id: input.event.id.clone(),
+        body,
+    };
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut delays = Backoff::new(&crate::config::DeliverySettings {
+        max_attempts: args.retries.saturating_add(1),
+        ..webhook.delivery
+    });
+    loop {
+        let attempt = deliverer
+            .send_once(&request, attempts.len() as u32 + 1)
+            .await;
+        let verdict = attempt.verdict;
+        attempts.push(attempt);
+        let Verdict::Retry { retry_after } = verdict else {
+            break;
+        };
+        let Some(delay) = delays.next() else { break };
+        let delay = retry_after.map_or(delay, |d| d.min(webhook.delivery.max_backoff));
+        tokio::time::sleep(delay).await;
+    }
+    let Some(last) = attempts.last() else {
+        return super::EXIT_FAILED;
+    };
+    let success = last.verdict == Verdict::Success;
+    let hint = if success {
+        None
+    } else {
+        last.failure.map(hint)
+    };
+    if json {
+        print_json(&Invocation {
+            success,
+            webhook: &webhook.name,
+            event_id: &input.event.id.0,
+            event_source: &input.source,
+            request: RequestData {
+                method: webhook.method.as_str(),
+                url: webhook.url.redacted(),
+                headers: request.shown_headers(),
+                body: &request.body,
+            },
+            attempts: attempts
+                .iter()
+                .map(|a| AttemptData {
+                    number: a.number,
+                    latency_ms: a.latency.as_millis(),
+                    status: a.response.as_ref().map(|r| r.status),
+                    response_headers: a
+                        .response
+                        .as_ref()
+                        .map(|r| r.headers.clone())
+                        .unwrap_or_default(),
+                    response_body: a.response.as_ref().map(|r| config.redactor.scrub(&r.body)),
+                    response_body_truncated: a.response.as_ref().is_some_and(|r| r.truncated),
+                    error: (!a.error.is_empty()).then(|| a.error.clone()),
+                    failure: a.failure.map(|f| f.to_string()),
+                })
+                .collect(),
+            hint,
+        });
+    } else {
+        print_invocation(
+            &style,
+            config,
+            &request,
+            &input.source,
+            &attempts,
+            success,
+            hint,
+        );
+    }
+    if success {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILED
+    }
+}
+
+fn print_invocation(
+    style: &Style,
+    config: &Config,
+    request: &DeliveryRequest,
+    source: &str,
+    attempts: &[Attempt],
+    success: bool,
+    hint: Option<&str>,
+) {
+    let webhook = &request.webhook;
+    if success {
+        println!("{}", style.good("Test successful"));
+    } else {
+        println!("{}", style.bad("Test failed"));
+    }
+    println!();
+    println!("{}", style.bold("Invocation data"));
+    println!("  webhook    {} ({})", webhook.name, source);
+    println!("  event id   {}", request.event_id);
+    println!("{}", style.bold("Request"));
+    println!("  {} {}", webhook.method, webhook.url.redacted());
+    for (name, value) in request.shown_headers() {
+        println!("  {name}: {value}");
+    }
+    println!("  body: {}", request.body);
+    for attempt in attempts {
+        let title = if attempts.len() > 1 {
+            format!("Response (attempt {})", attempt.number)
+        } else {
+            "Response".to_string()
+        };
+        println!("{}", style.bold(&title));
+        match &attempt.response {
+            Some(response) => {
+                let reason = reqwest::StatusCode::from_u16(response.status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
+                let status = format!("{} {reason}", response.status);
+                let status = if (200..300).contains(&response.status) {
+                    style.good(status.trim_end())
+                } else {
+                    style.bad(status.trim_end())
+                };
+                println!("  status     {status}");
+                println!("  latency    {} ms", attempt.latency.as_millis());
+                for (name, value) in &response.headers {
+                    println!("  {name}: {value}");
+                }
+                let body = config.redactor.scrub(&response.body);
+                if body.is_empty() {
+                    println!("  body: {}", style.dim("(empty)"));
+                } else {
+                    println!("  body: {body}");
+                }
+                if response.truncated {
+                    println!(
+                        "  {}",
+                        style.dim(&format!(
+                            "(body truncated to its first {} bytes)",
+                            crate::delivery::RESPONSE_BODY_LIMIT
+                        ))
+                    );
+                }
+            }
+            None => {
+                println!("  no response after {} ms", attempt.latency.as_millis());
+                println!("  error      {}", truncate(&attempt.error, 300));
+            }
+        }
+    }
+    if let Some(hint) = hint {
+        println!();
+        println!("{} {hint}", style.warn("hint:"));
+    }
+}
