@@ -294,6 +294,32 @@ async fn replay(broker: &Broker, config: &Config, args: &ReplayArgs, json: bool)
     };
     let selected = selection(&args.filter, args.ids.clone());
     let chosen: Vec<&Entry> = entries.iter().filter(|e| selected.matches(e)).collect();
+    // An id that selects nothing is a mistake to report, not an empty success.
+    let not_found: Vec<String> = args
+        .ids
+        .iter()
+        .filter(|id| {
+            let one = Selection {
+                ids: vec![(*id).clone()],
+                ..Selection::default()
+            };
+            !chosen.iter().any(|e| one.matches(e))
+        })
+        .cloned()
+        .collect();
+    if !json {
+        for id in &not_found {
+            eprintln!(
+                "error: no dead letter at position or with event id `{id}` in `{}`{}",
+                config.amqp.dead_letter_queue,
+                if args.filter.webhook.is_some() || args.filter.reason.is_some() {
+                    " that the filters select"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let deliverer = match Deliverer::new(config) {
         Ok(d) => d,
         Err(e) => return super::usage_error(&e.to_string()),
@@ -321,7 +347,12 @@ async fn replay(broker: &Broker, config: &Config, args: &ReplayArgs, json: bool)
         results.push(result);
     }
     progress.finish_and_clear();
-    report(&results, chosen.len(), args.dry_run, json)
+    let code = report(&results, chosen.len(), args.dry_run, &not_found, json);
+    if not_found.is_empty() {
+        code
+    } else {
+        super::EXIT_FAILED
+    }
 }
 
 fn progress_bar(len: u64, json: bool) -> indicatif::ProgressBar {
@@ -338,7 +369,13 @@ fn progress_bar(len: u64, json: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn report(results: &[Replayed], chosen: usize, dry_run: bool, json: bool) -> u8 {
+fn report(
+    results: &[Replayed],
+    chosen: usize,
+    dry_run: bool,
+    not_found: &[String],
+    json: bool,
+) -> u8 {
     let delivered = results
         .iter()
         .filter(|r| matches!(r.result, ReplayResult::Delivered { .. }))
@@ -362,6 +399,8 @@ fn report(results: &[Replayed], chosen: usize, dry_run: bool, json: bool) -> u8 
             _ => {}
         }
     }
+    // Fewer results than selected dead letters: a signal stopped the replay.
+    let not_attempted = chosen.saturating_sub(results.len());
     let failed_total: usize = failed.values().sum();
     let skipped_total: usize = skipped.values().sum();
     if json {
@@ -387,6 +426,7 @@ fn report(results: &[Replayed], chosen: usize, dry_run: bool, json: bool) -> u8 
         print_json(&serde_json::json!({
             "selected": chosen, "delivered": delivered, "failed_again": failed_total,
             "skipped": skipped_total, "dry_run": dry_run, "results": items,
+            "not_found": not_found, "not_attempted": not_attempted,
         }));
     } else {
         let style = Style::detect();
@@ -420,8 +460,11 @@ fn report(results: &[Replayed], chosen: usize, dry_run: bool, json: bool) -> u8 
         for (why, n) in &skipped {
             println!("  skipped: {n} × {why}");
         }
+        if not_attempted > 0 {
+            println!("  not attempted: {not_attempted} (interrupted; they stay queued)");
+        }
     }
-    if failed_total + skipped_total == 0 {
+    if failed_total + skipped_total + not_attempted == 0 {
         super::EXIT_OK
     } else {
         super::EXIT_FAILED

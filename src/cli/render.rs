@@ -98,6 +98,21 @@ struct Rendered<'a> {
     render_error: Option<String>,
 }
 
+/// Why `run` would not send `event` to `webhook`, or `None` when it would. For an inactive
+/// webhook it also says whether a trigger or filter would exclude the event once activated.
+fn mismatch(webhook: &Webhook, event: &Event) -> Option<String> {
+    match rules::check(webhook, event) {
+        Ok(()) => None,
+        Err(rules::Mismatch::Inactive) => {
+            Some(match rules::check_ignoring_status(webhook, event) {
+                Ok(()) => "the webhook is inactive (active, it would take this event)".to_string(),
+                Err(m) => format!("the webhook is inactive, and {m}"),
+            })
+        }
+        Err(m) => Some(m.to_string()),
+    }
+}
+
 /// Runs `render`; returns the exit code.
 pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
     let style = Style::detect();
@@ -110,7 +125,7 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
         Err(e) => return super::usage_error(&e),
     };
     let event = &input.event;
-    let mismatch = rules::check(webhook, event).err();
+    let mismatch = mismatch(webhook, event);
     let rendered = webhook.template.render(&event.raw);
     let (body, render_error) = match &rendered {
         Ok(body) => (Some(body.as_str()), None),
@@ -129,7 +144,7 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
             event_id: &event.id.0,
             event_source: &input.source,
             matches: mismatch.is_none(),
-            mismatch: mismatch.as_ref().map(|m| m.to_string()),
+            mismatch: mismatch.clone(),
             method: webhook.method.as_str(),
             url: webhook.url.redacted(),
             headers,

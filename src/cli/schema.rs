@@ -1,7 +1,7 @@
 //! `webhook-relay schema`: the event payload's JSON Schema, or with `--fields` the flat list of
 //! template paths with their types and a sample value.
 
-use super::output::{Table, print_json, truncate};
+use super::output::{Table, plural, print_json, truncate};
 use crate::event::{self, Trigger};
 
 /// Options of `schema`.
@@ -62,7 +62,7 @@ pub fn run(args: &SchemaArgs, json: bool) -> u8 {
     for f in &fields {
         let sample = match &f.sample {
             serde_json::Value::Object(_) => "{…}".to_string(),
-            serde_json::Value::Array(items) => format!("[{} items]", items.len()),
+            serde_json::Value::Array(items) => format!("[{}]", plural(items.len(), "item")),
             serde_json::Value::Null => "".to_string(),
             other => truncate(&other.to_string(), 40),
         };
