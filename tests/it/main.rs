@@ -5,8 +5,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod binary;
 mod harness;
 
+mod cli;
 mod delivery;
 mod process;
 mod resilience;
