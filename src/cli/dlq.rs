@@ -9,6 +9,7 @@ use crate::delivery::Deliverer;
 use crate::dlq::{self, Entry, ReplayResult, Replayed, Selection};
 use crate::outcome::Reason;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Most dead letters one command reads, unless `--scan-limit` says otherwise.
@@ -288,6 +289,9 @@ async fn show(broker: &Broker, config: &Config, args: &ShowArgs, json: bool) -> 
 }
 
 async fn replay(broker: &Broker, config: &Config, args: &ReplayArgs, json: bool) -> u8 {
+    // The broker's consumer_timeout runs from the first basic.get: past it, RabbitMQ closes
+    // the channel and takes every dead letter read back, so an ack after that fails.
+    let read_at = Instant::now();
     let entries = match read(broker, config, args.filter.scan_limit).await {
         Ok(e) => e,
         Err(code) => return code,
@@ -328,8 +332,14 @@ async fn replay(broker: &Broker, config: &Config, args: &ReplayArgs, json: bool)
     tokio::spawn(super::cancel_on_signal(cancel.clone()));
     let progress = progress_bar(chosen.len() as u64, json);
     let mut results: Vec<Replayed> = Vec::new();
+    let mut stopped = None;
     for entry in &chosen {
         if cancel.is_cancelled() {
+            stopped = Some("interrupted".to_string());
+            break;
+        }
+        if let Some(why) = must_stop(broker, config, entry, read_at, args.dry_run) {
+            stopped = Some(why);
             break;
         }
         let result = dlq::replay_one(
@@ -347,12 +357,52 @@ async fn replay(broker: &Broker, config: &Config, args: &ReplayArgs, json: bool)
         results.push(result);
     }
     progress.finish_and_clear();
-    let code = report(&results, chosen.len(), args.dry_run, &not_found, json);
+    let code = report(
+        &results,
+        chosen.len(),
+        args.dry_run,
+        &not_found,
+        stopped.as_deref(),
+        json,
+    );
     if not_found.is_empty() {
         code
     } else {
         super::EXIT_FAILED
     }
+}
+
+/// Why the replay must stop before `entry`, if it must: the channel holding the dead letters
+/// is gone, or the entry's worst-case delivery time would run past the broker's
+/// `consumer_timeout`, counted from the first read. A delivery that ended after that could not
+/// remove its dead letter, and it would be delivered again by the next replay.
+fn must_stop(
+    broker: &Broker,
+    config: &Config,
+    entry: &Entry,
+    read_at: Instant,
+    dry_run: bool,
+) -> Option<String> {
+    if dry_run {
+        return None;
+    }
+    if !broker.channel().status().connected() {
+        return Some("the broker closed the channel; the rest are back in the queue".into());
+    }
+    let hold = entry
+        .info
+        .webhook
+        .as_deref()
+        .and_then(|name| config.webhook(name))
+        .map_or(Duration::ZERO, |w| w.delivery.worst_case_hold());
+    let limit = config.amqp.consumer_timeout;
+    (read_at.elapsed() + hold >= limit).then(|| {
+        format!(
+            "stopped before the broker's consumer_timeout ({}) could close the channel; \
+             run the command again for the rest",
+            humantime::format_duration(limit)
+        )
+    })
 }
 
 fn progress_bar(len: u64, json: bool) -> indicatif::ProgressBar {
@@ -374,6 +424,7 @@ fn report(
     chosen: usize,
     dry_run: bool,
     not_found: &[String],
+    stopped: Option<&str>,
     json: bool,
 ) -> u8 {
     let delivered = results
@@ -399,7 +450,7 @@ fn report(
             _ => {}
         }
     }
-    // Fewer results than selected dead letters: a signal stopped the replay.
+    // Fewer results than selected dead letters: the replay stopped early (`stopped` says why).
     let not_attempted = chosen.saturating_sub(results.len());
     let failed_total: usize = failed.values().sum();
     let skipped_total: usize = skipped.values().sum();
@@ -426,7 +477,7 @@ fn report(
         print_json(&serde_json::json!({
             "selected": chosen, "delivered": delivered, "failed_again": failed_total,
             "skipped": skipped_total, "dry_run": dry_run, "results": items,
-            "not_found": not_found, "not_attempted": not_attempted,
+            "not_found": not_found, "not_attempted": not_attempted, "stopped": stopped,
         }));
     } else {
         let style = Style::detect();
@@ -443,8 +494,13 @@ fn report(
             }
             println!("dry run: {would} of {chosen} selected dead letters would be replayed");
         } else {
+            let attempted = if results.len() < chosen {
+                format!("{} of {chosen}", results.len())
+            } else {
+                chosen.to_string()
+            };
             println!(
-                "replayed {chosen}: {} delivered, {} failed again, {} skipped",
+                "replayed {attempted}: {} delivered, {} failed again, {} skipped",
                 style.good(&delivered.to_string()),
                 if failed_total > 0 {
                     style.bad(&failed_total.to_string())
@@ -461,7 +517,10 @@ fn report(
             println!("  skipped: {n} × {why}");
         }
         if not_attempted > 0 {
-            println!("  not attempted: {not_attempted} (interrupted; they stay queued)");
+            println!(
+                "  not attempted: {not_attempted}, still queued ({})",
+                stopped.unwrap_or("stopped")
+            );
         }
     }
     if failed_total + skipped_total + not_attempted == 0 {
