@@ -1189,3 +1189,126 @@ async fn dlq_purge_by_reason_deletes_only_those() {
     assert_eq!(app.ready_count(&dlq(&app)).await, 0);
     app.finish().await;
 }
+
+/// A webhook whose dead letters are all `rejected` until the right token is set.
+const WRONG_TOKEN_ONLY: &str = r#"
+[[webhook]]
+name = "wrong-token"
+url = "https://127.0.0.1:@PORT0@/?token=${WRONG_TOKEN}&type=apono"
+triggers = ["RequestApproved"]
+body_template = '{"id": "{{ data.id }}"}'
+"#;
+
+/// Three `rejected` dead letters for `wrong-token`; the worker is stopped afterwards.
+async fn three_rejected(app: &mut TestApp) {
+    app.start_worker();
+    let events: Vec<Value> = (1..=3)
+        .map(|i| event(Trigger::RequestApproved, &format!("stop-{i}")))
+        .collect();
+    dead_letter_in_order(app, &events).await;
+    app.stop_worker().await;
+    app.listener().clear();
+}
+
+/// SIGTERM during a replay: the delivery in flight finishes and its dead letter is removed;
+/// the others are not attempted, stay queued, and the exit code is 1.
+#[tokio::test]
+async fn dlq_replay_interrupted_reports_what_it_did_not_attempt() {
+    let mut app = app("cli-dlq-sigterm")
+        .webhook(WRONG_TOKEN_ONLY)
+        .env("WRONG_TOKEN", "not-the-token")
+        .build()
+        .await;
+    three_rejected(&mut app).await;
+    app.listener().set_delay(Duration::from_secs(1));
+    let dir = app.config_dir().to_str().unwrap().to_string();
+    let mut relay = Relay::spawn(
+        &["dlq", "replay", "--all", "--config", &dir],
+        &child_env(&app, &[("WRONG_TOKEN", TEST_TOKEN)]),
+    );
+    let first = app.listener().wait_for_requests(1, WAIT).await;
+    assert_eq!(first.len(), 1, "stderr:\n{}", relay.stderr_so_far());
+    relay.terminate();
+    let finished = relay.exit_within(WAIT).await;
+    assert_exit(&finished, 1);
+    assert!(
+        finished
+            .stdout
+            .starts_with("replayed 1 of 3: 1 delivered, 0 failed again, 0 skipped\n"),
+        "{}",
+        finished.stdout
+    );
+    assert!(
+        finished
+            .stdout
+            .contains("not attempted: 2, still queued (interrupted)"),
+        "{}",
+        finished.stdout
+    );
+    assert_eq!(app.listener().requests().len(), 1);
+    let left = dlq_list_json(&app).await;
+    let ids: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{left:#}");
+    assert!(
+        ids[0].starts_with("stop-2:") && ids[1].starts_with("stop-3:"),
+        "{ids:?}"
+    );
+    app.finish().await;
+}
+
+/// RabbitMQ closes a channel whose basic.get deliveries stay unacked past its
+/// consumer_timeout, taking them back. A replay stops before a delivery could end past it
+/// (the worst case is max_elapsed + timeout) instead of delivering what it can no longer
+/// remove.
+#[tokio::test]
+async fn dlq_replay_stops_before_the_consumer_timeout() {
+    let mut app = app("cli-dlq-timeout")
+        .webhook(WRONG_TOKEN_ONLY)
+        .env("WRONG_TOKEN", "not-the-token")
+        .delivery(
+            r#"
+timeout = "1s"
+max_attempts = 1
+initial_backoff = "50ms"
+max_backoff = "100ms"
+max_elapsed = "500ms"
+"#,
+        )
+        .build()
+        .await;
+    three_rejected(&mut app).await;
+    // Each delivery takes 700ms; the worst case is 1.5s. With a 2s consumer_timeout the first
+    // fits, the second would not.
+    app.listener().set_delay(Duration::from_millis(700));
+    let out = cli(
+        &app,
+        &["dlq", "replay", "--all"],
+        &[
+            ("WRONG_TOKEN", TEST_TOKEN),
+            ("RELAY__AMQP__CONSUMER_TIMEOUT", "2s"),
+        ],
+    )
+    .await;
+    assert_exit(&out, 1);
+    assert!(
+        out.stdout
+            .starts_with("replayed 1 of 3: 1 delivered, 0 failed again, 0 skipped\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "not attempted: 2, still queued (stopped before the broker's consumer_timeout (2s)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(app.listener().requests().len(), 1);
+    assert_eq!(app.ready_count(&dlq(&app)).await, 2);
+    app.finish().await;
+}
