@@ -67,8 +67,9 @@ pub(super) async fn deliver(
         Some(prior) => (prior.attempts, Some(prior.first_failure)),
         None => (0, None),
     };
+    // Attempt k's failure waits the schedule's k-th delay: skip those already used.
     let mut schedule = Backoff::new(&settings);
-    for _ in 1..number.max(1) {
+    for _ in 0..number {
         schedule.next();
     }
     let breaker = deliverer.breaker(&request.webhook.name);
@@ -76,10 +77,21 @@ pub(super) async fn deliver(
         if let Some(breaker) = breaker
             && let Admission::Rejected { retry_in } = breaker.admit()
         {
+            let first = first_failure.unwrap_or_else(SystemTime::now);
+            let failing_for = SystemTime::now().duration_since(first).unwrap_or_default();
+            if failing_for + retry_in >= settings.max_elapsed {
+                return Outcome::DeadLetter(Failure {
+                    reason: Reason::DeliveryFailed,
+                    attempts: number,
+                    last_status: None,
+                    last_error: "circuit open until max_elapsed ran out: the endpoint kept failing"
+                        .into(),
+                });
+            }
             return Outcome::Park(Parked {
                 state: RetryState {
                     attempts: number,
-                    first_failure: first_failure.unwrap_or_else(SystemTime::now),
+                    first_failure: first,
                 },
                 next_delay: retry_in,
                 last_status: None,
