@@ -6,10 +6,10 @@
 //! content type, headers) are kept, so the event keeps its identity through a replay.
 
 use crate::event::EventId;
-use crate::outcome::{Failure, Reason};
+use crate::outcome::{Failure, Parked, Reason, RetryState};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `delivery_failed`, `rejected`, `render_failed` or `invalid_event`.
 pub const REASON: &str = "x-relay-reason";
@@ -27,6 +27,12 @@ pub const EVENT_ID: &str = "x-relay-event-id";
 pub const FAILED_AT: &str = "x-relay-failed-at";
 /// The routing key the event was published with.
 pub const ROUTING_KEY: &str = "x-relay-routing-key";
+/// On the retry path: when the first attempt failed, RFC 3339 UTC (for people).
+pub const FIRST_FAILURE_AT: &str = "x-relay-first-failure-at";
+/// On the retry path: when the first attempt failed, milliseconds since the epoch (exact).
+pub const FIRST_FAILURE_MS: &str = "x-relay-first-failure-ms";
+/// On the retry path: the delay asked for before the next attempt, in milliseconds.
+pub const RETRY_DELAY_MS: &str = "x-relay-retry-delay-ms";
 
 /// Longest `x-relay-last-error` kept; headers are not the place for a whole response body.
 const LAST_ERROR_LIMIT: usize = 1024;
@@ -46,28 +52,17 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// The properties to publish with: the original's, persistent, with the `x-relay-*`
-    /// headers added to its own headers (replacing older `x-relay-*` from an earlier failure).
+    /// headers added to its own headers (replacing older `x-relay-*` from an earlier failure;
+    /// the first-failure time of the retry path is kept).
     pub fn properties(&self, original: &BasicProperties, routing_key: &str) -> BasicProperties {
-        let mut table = original
-            .headers()
-            .as_ref()
-            .map(|h| h.inner().clone())
-            .unwrap_or_default();
-        table.retain(|k, _| !k.as_str().starts_with("x-relay-"));
-        let mut headers = FieldTable::from(table);
-        let mut put = |name: &str, value: AMQPValue| {
-            headers.insert(ShortString::from(name), value);
-        };
-        put(REASON, long_string(self.failure.reason.as_str()));
+        let mut headers = RelayHeaders::from(original);
+        headers.text(REASON, self.failure.reason.as_str());
         if let Some(webhook) = &self.webhook {
-            put(WEBHOOK, long_string(webhook));
+            headers.text(WEBHOOK, webhook);
         }
-        put(
-            ATTEMPTS,
-            AMQPValue::LongLongInt(i64::from(self.failure.attempts)),
-        );
+        headers.number(ATTEMPTS, i64::from(self.failure.attempts));
         if let Some(status) = self.failure.last_status {
-            put(LAST_STATUS, AMQPValue::LongLongInt(i64::from(status)));
+            headers.number(LAST_STATUS, i64::from(status));
         }
         let error: String = self
             .failure
@@ -75,16 +70,113 @@ impl DeadLetter {
             .chars()
             .take(LAST_ERROR_LIMIT)
             .collect();
-        put(LAST_ERROR, long_string(&error));
+        headers.text(LAST_ERROR, &error);
         if let Some(id) = &self.event_id {
-            put(EVENT_ID, long_string(&id.0));
+            headers.text(EVENT_ID, &id.0);
         }
-        put(
+        headers.text(
             FAILED_AT,
-            long_string(&humantime::format_rfc3339_millis(self.failed_at).to_string()),
+            &humantime::format_rfc3339_millis(self.failed_at).to_string(),
         );
-        put(ROUTING_KEY, long_string(routing_key));
-        original.clone().with_headers(headers).with_delivery_mode(2)
+        headers.text(ROUTING_KEY, routing_key);
+        headers.into_properties(original)
+    }
+}
+
+/// The properties of a delivery parked for a webhook's retry queue: the original's,
+/// persistent, with the retry state in `x-relay-*` headers so that any worker, after any
+/// restart, continues the same budget.
+pub fn park_properties(
+    original: &BasicProperties,
+    webhook: &str,
+    event_id: &EventId,
+    parked: &Parked,
+    routing_key: &str,
+) -> BasicProperties {
+    let mut headers = RelayHeaders::from(original);
+    headers.text(WEBHOOK, webhook);
+    headers.text(EVENT_ID, &event_id.0);
+    headers.number(ATTEMPTS, i64::from(parked.state.attempts));
+    let first = parked.state.first_failure;
+    headers.text(
+        FIRST_FAILURE_AT,
+        &humantime::format_rfc3339_millis(first).to_string(),
+    );
+    let ms = first
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    headers.number(FIRST_FAILURE_MS, ms);
+    headers.number(
+        RETRY_DELAY_MS,
+        i64::try_from(parked.next_delay.as_millis()).unwrap_or(i64::MAX),
+    );
+    if let Some(status) = parked.last_status {
+        headers.number(LAST_STATUS, i64::from(status));
+    }
+    let error: String = parked.last_error.chars().take(LAST_ERROR_LIMIT).collect();
+    headers.text(LAST_ERROR, &error);
+    headers.text(ROUTING_KEY, routing_key);
+    headers.into_properties(original)
+}
+
+/// The retry state a message on the retry path carries, if it carries one.
+pub fn retry_state(properties: &BasicProperties) -> Option<RetryState> {
+    let headers = properties.headers().as_ref()?;
+    let attempts = u32::try_from(header_number(headers, ATTEMPTS)?).ok()?;
+    let ms = u64::try_from(header_number(headers, FIRST_FAILURE_MS)?).ok()?;
+    Some(RetryState {
+        attempts,
+        first_failure: UNIX_EPOCH + Duration::from_millis(ms),
+    })
+}
+
+/// An original message's headers with the relay's own replaced.
+struct RelayHeaders {
+    table: std::collections::BTreeMap<ShortString, AMQPValue>,
+}
+
+impl RelayHeaders {
+    /// Relay headers that describe one failure; the first-failure time survives.
+    const REPLACED: [&'static str; 11] = [
+        REASON,
+        WEBHOOK,
+        ATTEMPTS,
+        LAST_STATUS,
+        LAST_ERROR,
+        EVENT_ID,
+        FAILED_AT,
+        ROUTING_KEY,
+        RETRY_DELAY_MS,
+        "x-death",
+        "x-delivery-count",
+    ];
+
+    fn from(original: &BasicProperties) -> Self {
+        let mut table = original
+            .headers()
+            .as_ref()
+            .map(|h| h.inner().clone())
+            .unwrap_or_default();
+        table.retain(|k, _| !Self::REPLACED.contains(&k.as_str()));
+        RelayHeaders { table }
+    }
+
+    fn text(&mut self, name: &str, value: &str) {
+        self.table
+            .insert(ShortString::from(name), long_string(value));
+    }
+
+    fn number(&mut self, name: &str, value: i64) {
+        self.table
+            .insert(ShortString::from(name), AMQPValue::LongLongInt(value));
+    }
+
+    fn into_properties(self, original: &BasicProperties) -> BasicProperties {
+        original
+            .clone()
+            .with_headers(FieldTable::from(self.table))
+            .with_delivery_mode(2)
     }
 }
 

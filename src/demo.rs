@@ -105,7 +105,7 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
         Ok(Err(e)) => eprintln!("worker: {e}"),
         Err(e) => eprintln!("worker task: {e}"),
     }
-    let cleaned = admin.delete_topology(&config.amqp).await;
+    let cleaned = admin.delete_topology(&config.amqp, &config.webhooks).await;
     admin.close().await;
     result?;
     cleaned.map_err(|e| format!("cleanup: {e}"))?;

@@ -173,8 +173,12 @@ pub async fn replay_one(
                 webhook: Arc::clone(webhook),
                 event_id: event.id.clone(),
                 body,
+                prior: None,
             };
+            // A replay retries in process until its budget is spent: there is no input event
+            // to release, and the operator waits for the answer.
             let mut settings = webhook.delivery;
+            settings.retry_window = settings.max_elapsed;
             if let Some(attempts) = options.attempts {
                 settings.max_attempts = attempts.max(1);
             }
@@ -217,9 +221,10 @@ pub async fn replay_one(
                 )),
             }
         }
-        Outcome::Interrupted { .. } => {
-            ReplayResult::Skipped("interrupted; the dead letter stays".into())
-        }
+        Outcome::Park(parked) => ReplayResult::Skipped(format!(
+            "still failing ({}); the dead letter stays",
+            parked.last_error
+        )),
     };
     replayed(result)
 }

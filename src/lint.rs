@@ -104,9 +104,9 @@ pub fn lint(config: &Config) -> Vec<Finding> {
         if hold > limit * CONSUMER_TIMEOUT_MARGIN {
             out.push(finding(
                 Severity::Warning,
-                "delivery.max_elapsed",
+                "delivery.retry_window",
                 format!(
-                    "max_elapsed + timeout ({:.0}s) is within {:.0}% of the broker's consumer \
+                    "retry_window + timeout ({:.0}s) is within {:.0}% of the broker's consumer \
                      timeout ({:.0}s): a slow broker or clock could make it close the channel",
                     hold,
                     (1.0 - CONSUMER_TIMEOUT_MARGIN) * 100.0,
@@ -342,11 +342,11 @@ mod tests {
 
     #[test]
     fn retry_window_close_to_consumer_timeout_is_warned() {
-        let relay = "[amqp]\nconsumer_timeout = \"12m\"\n[delivery]\nmax_elapsed = \"10m\"\n";
+        let relay = "[amqp]\nconsumer_timeout = \"12m\"\n[delivery]\nretry_window = \"10m\"\n";
         let config = config_with(&hook("a", "{}", ""), relay);
         let all = messages(&config);
         assert!(
-            all.iter().any(|m| m.contains("delivery.max_elapsed")),
+            all.iter().any(|m| m.contains("delivery.retry_window")),
             "{all:#?}"
         );
     }

@@ -2,6 +2,7 @@
 //! message's fate; nothing else does.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 /// Why a delivery became a dead letter; sent as the `x-relay-reason` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,15 +15,19 @@ pub enum Reason {
     RenderFailed,
     /// The message is not an access-request event (not JSON, no or unknown `event_type`).
     InvalidEvent,
+    /// The broker redelivered the message more than `amqp.redelivery_limit` times without it
+    /// being settled (a poison message that crashes or stalls the worker).
+    RedeliveryLimit,
 }
 
 impl Reason {
     /// Every reason, for parsing and listing.
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 5] = [
         Reason::DeliveryFailed,
         Reason::Rejected,
         Reason::RenderFailed,
         Reason::InvalidEvent,
+        Reason::RedeliveryLimit,
     ];
 
     /// The header value, e.g. `delivery_failed`.
@@ -32,6 +37,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::RenderFailed => "render_failed",
             Reason::InvalidEvent => "invalid_event",
+            Reason::RedeliveryLimit => "redelivery_limit",
         }
     }
 
@@ -60,6 +66,30 @@ pub struct Failure {
     pub last_error: String,
 }
 
+/// Where one (event, webhook) stands in its retry budget. It travels in the headers of the
+/// webhook's retry queue, so the budget holds across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryState {
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the first attempt failed; `max_elapsed` counts from here.
+    pub first_failure: SystemTime,
+}
+
+/// A delivery that is still failing after its in-process retry window (or whose webhook's
+/// circuit is open): it moves to the webhook's durable retry queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// Attempts made so far, and when the first failed.
+    pub state: RetryState,
+    /// How long to wait before the next attempt.
+    pub next_delay: Duration,
+    /// The last HTTP status, if any.
+    pub last_status: Option<u16>,
+    /// The last error, redacted.
+    pub last_error: String,
+}
+
 /// How the delivery of one (event, webhook) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -72,21 +102,18 @@ pub enum Outcome {
     },
     /// It failed for good and needs a dead letter. Final once the dead letter is confirmed.
     DeadLetter(Failure),
-    /// Shutdown came before it finished. Not final: the input message must go back to the
-    /// broker so it is redelivered.
-    Interrupted {
-        /// Attempts made before stopping.
-        attempts: u32,
-    },
+    /// It must be retried later from the webhook's retry queue. Final once that publish is
+    /// confirmed.
+    Park(Parked),
 }
 
 impl Outcome {
-    /// A short label for logs: `delivered`, `dead_letter:<reason>` or `interrupted`.
+    /// A short label for logs: `delivered`, `dead_letter:<reason>` or `parked`.
     pub fn label(&self) -> String {
         match self {
             Outcome::Delivered { .. } => "delivered".into(),
             Outcome::DeadLetter(f) => format!("dead_letter:{}", f.reason),
-            Outcome::Interrupted { .. } => "interrupted".into(),
+            Outcome::Park(_) => "parked".into(),
         }
     }
 }

@@ -1,20 +1,28 @@
-//! The `run` loop: connect, declare, consume, and for each message run the one-way path
-//! decode → match → render → deliver → settle in its own task.
+//! The `run` loop: connect, declare, consume the input queue and every active webhook's retry
+//! queue, and for each message run the one-way path decode → match → render → deliver →
+//! settle in its own task.
 //!
-//! Work in flight is bounded by the broker's prefetch: at most `prefetch` messages are unacked,
-//! so at most that many tasks exist per connection. Deliveries of one message to its webhooks
-//! run concurrently, and each webhook has its own concurrency limit.
+//! Work in flight is bounded by the broker's prefetch: at most `prefetch` input messages, and
+//! per webhook at most its own retry prefetch, are unacked at once. Deliveries of one event to
+//! its webhooks run concurrently, and each webhook has its own concurrency limit. A delivery
+//! still failing after its short in-process retry window is parked in its webhook's durable
+//! retry queue, so a dead endpoint holds no input events and cannot starve the others.
 //!
-//! The broker going away does not end the run: the loop reconnects with backoff and the broker
-//! redelivers whatever was unacked. Only the first connection is allowed to fail the run, so a
-//! wrong URL or a broker that is down at start is one clear error and a non-zero exit.
+//! The broker going away does not end the run: the loop reconnects with backoff (trying every
+//! configured broker URL in turn) and the broker redelivers whatever was unacked. Only the
+//! first connection is allowed to fail the run, so a wrong URL or a broker that is down at
+//! start is one clear error and a non-zero exit.
+//!
+//! A new config (SIGHUP) replaces the pipeline whole: messages already in flight finish with
+//! the config they started with; retry consumers are started and stopped to match.
 //!
 //! Shutdown (the token is cancelled): stop consuming, let in-flight deliveries finish within
-//! the grace period (backoff sleeps wake at once and requeue their message), settle what
+//! the grace period (backoff sleeps wake at once and park their delivery), settle what
 //! finished, close the connection so the broker redelivers the rest.
 
-use crate::amqp::{AmqpError, Broker, Inbound};
-use crate::config::Config;
+use crate::amqp::{AmqpError, Broker, Inbound, topology};
+use crate::config::{Config, QueueType, Webhook};
+use crate::dead_letter;
 use crate::delivery::{Deliverer, DeliveryError, DeliveryRequest};
 use crate::event::{self, Event};
 use crate::outcome::{Failure, Outcome, Reason};
@@ -22,9 +30,11 @@ use crate::rules;
 use crate::settle::{self, Settled, WebhookOutcome};
 use backon::BackoffBuilder;
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,18 +55,26 @@ pub enum WorkerError {
 pub struct Stats {
     /// Messages taken from the input queue.
     pub consumed: AtomicU64,
+    /// Messages taken from retry queues.
+    pub retries_consumed: AtomicU64,
     /// Messages that matched no webhook (acked without delivery).
     pub unmatched: AtomicU64,
     /// Deliveries that succeeded.
     pub delivered: AtomicU64,
     /// Dead letters published and confirmed.
     pub dead_lettered: AtomicU64,
+    /// Deliveries parked in a retry queue, confirmed.
+    pub parked: AtomicU64,
     /// Messages acked.
     pub acked: AtomicU64,
-    /// Messages requeued (interrupted, or a dead letter not stored).
+    /// Messages requeued (a dead letter or parked delivery not stored).
     pub requeued: AtomicU64,
     /// Successful connections to the broker, the first included.
     pub connections: AtomicU64,
+    /// Config reloads that took effect.
+    pub reloads: AtomicU64,
+    /// Config reloads refused because the new config is invalid.
+    pub reloads_refused: AtomicU64,
 }
 
 impl Stats {
@@ -70,12 +88,15 @@ impl Stats {
     }
 }
 
-/// Everything a message's task needs, shared by all of them.
+/// One config and everything built from it. Immutable; a reload makes a new one.
 struct Pipeline {
     config: Arc<Config>,
     deliverer: Deliverer,
     stats: Arc<Stats>,
 }
+
+/// A request to reload: the new config, already loaded and validated by the caller.
+pub type Reload = Arc<Config>;
 
 /// Runs until `shutdown` is cancelled. Returns an error only when the first connection or
 /// topology setup fails.
@@ -84,22 +105,36 @@ pub async fn run(
     shutdown: CancellationToken,
     stats: Arc<Stats>,
 ) -> Result<(), WorkerError> {
+    let (_keep, reloads) = mpsc::channel(1);
+    run_with_reloads(config, shutdown, stats, reloads).await
+}
+
+/// [`run`], also taking new configs from `reloads` (SIGHUP in the binary).
+pub async fn run_with_reloads(
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+    mut reloads: mpsc::Receiver<Reload>,
+) -> Result<(), WorkerError> {
     let pipeline = Arc::new(Pipeline {
         deliverer: Deliverer::new(&config)?,
-        config: config.clone(),
+        config,
         stats: stats.clone(),
     });
-    let settings = &config.amqp;
+    let (current, _) = watch::channel(pipeline);
     let tracker = TaskTracker::new();
-    let mut reconnect = new_reconnect_schedule(&config);
+    let mut reconnect = reconnect_schedule(&current.borrow().config);
     let mut connected_once = false;
 
     while !shutdown.is_cancelled() {
+        let config = current.borrow().config.clone();
         let broker = match connect(&config).await {
-            Ok(broker) => broker,
+            Ok(broker) => Arc::new(broker),
             Err(e) if !connected_once => return Err(e.into()),
             Err(e) => {
-                let delay = reconnect.next().unwrap_or(settings.reconnect_max_backoff);
+                let delay = reconnect
+                    .next()
+                    .unwrap_or(config.amqp.reconnect_max_backoff);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker unreachable");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
@@ -108,20 +143,13 @@ pub async fn run(
             }
         };
         connected_once = true;
-        reconnect = new_reconnect_schedule(&config);
+        reconnect = reconnect_schedule(&config);
         Stats::add(&stats.connections, 1);
-        tracing::info!(
-            broker = %settings.url_redacted,
-            queue = %settings.queue,
-            prefetch = settings.prefetch,
-            webhooks = config.webhooks.len(),
-            "consuming"
-        );
 
         // Deliveries of this connection stop retrying when it is lost: their messages can no
         // longer be acked and will be redelivered on the next connection.
         let connection_token = shutdown.child_token();
-        let mut messages = match broker.consume(settings).await {
+        let mut messages = match broker.consume(&config.amqp).await {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot consume; reconnecting");
@@ -130,16 +158,37 @@ pub async fn run(
                 continue;
             }
         };
+        tracing::info!(
+            broker = %config.amqp.url_redacted,
+            queue = %config.amqp.queue,
+            prefetch = config.amqp.prefetch,
+            webhooks = config.webhooks.len(),
+            "consuming"
+        );
+        let mut retries = RetryConsumers::default();
+        retries
+            .reconcile(&broker, &current, &tracker, &connection_token)
+            .await;
+        let monitor = tokio::spawn(monitor(
+            broker.clone(),
+            current.subscribe(),
+            connection_token.clone(),
+        ));
+
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                Some(new_config) = reloads.recv() => {
+                    reload(&broker, &current, new_config, &stats).await;
+                    retries.reconcile(&broker, &current, &tracker, &connection_token).await;
+                }
                 next = messages.next() => match next {
                     Some(Ok(inbound)) => {
                         Stats::add(&stats.consumed, 1);
-                        let pipeline = pipeline.clone();
+                        let pipeline = current.borrow().clone();
                         let token = connection_token.clone();
-                        tracker.spawn(async move { pipeline.handle(inbound, token).await });
+                        tracker.spawn(async move { pipeline.handle_input(inbound, token).await });
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "broker connection lost; reconnecting");
@@ -153,10 +202,12 @@ pub async fn run(
             }
         }
         drop(messages);
+        monitor.abort();
+        retries.stop_all().await;
 
         if shutdown.is_cancelled() {
             tracker.close();
-            let grace = config.shutdown.grace;
+            let grace = current.borrow().config.shutdown.grace;
             tracing::info!(
                 in_flight = tracker.len(),
                 grace_ms = grace.as_millis() as u64,
@@ -175,17 +226,56 @@ pub async fn run(
         broker.close().await;
     }
     tracker.close();
-    let _ = tokio::time::timeout(config.shutdown.grace, tracker.wait()).await;
+    let grace = current.borrow().config.shutdown.grace;
+    let _ = tokio::time::timeout(grace, tracker.wait()).await;
     Ok(())
 }
 
 async fn connect(config: &Config) -> Result<Broker, AmqpError> {
     let broker = Broker::connect(&config.amqp, &config.redactor).await?;
     broker.declare_topology(&config.amqp).await?;
+    broker
+        .declare_retry_topology(&config.amqp, &config.webhooks)
+        .await?;
     Ok(broker)
 }
 
-fn new_reconnect_schedule(config: &Config) -> impl Iterator<Item = Duration> + use<> {
+/// Swaps in a new config. Its retry topology is declared first; if that fails the old config
+/// stays in force.
+async fn reload(
+    broker: &Broker,
+    current: &watch::Sender<Arc<Pipeline>>,
+    config: Arc<Config>,
+    stats: &Arc<Stats>,
+) {
+    let previous = current.borrow().clone();
+    let deliverer = match Deliverer::reloaded(&config, &previous.deliverer) {
+        Ok(d) => d,
+        Err(e) => {
+            Stats::add(&stats.reloads_refused, 1);
+            tracing::error!(error = %e, "config reload refused; the old config stays in force");
+            return;
+        }
+    };
+    if let Err(e) = broker
+        .declare_retry_topology(&config.amqp, &config.webhooks)
+        .await
+    {
+        Stats::add(&stats.reloads_refused, 1);
+        tracing::error!(error = %e, "config reload refused; the old config stays in force");
+        return;
+    }
+    let webhooks = config.webhooks.len();
+    current.send_replace(Arc::new(Pipeline {
+        config,
+        deliverer,
+        stats: stats.clone(),
+    }));
+    Stats::add(&stats.reloads, 1);
+    tracing::info!(webhooks, "config reloaded");
+}
+
+fn reconnect_schedule(config: &Config) -> impl Iterator<Item = Duration> + use<> {
     backon::ExponentialBuilder::default()
         .with_min_delay(config.amqp.reconnect_initial_backoff)
         .with_max_delay(config.amqp.reconnect_max_backoff)
@@ -194,9 +284,132 @@ fn new_reconnect_schedule(config: &Config) -> impl Iterator<Item = Duration> + u
         .build()
 }
 
+/// The consumers of the active webhooks' retry queues on one connection.
+#[derive(Default)]
+struct RetryConsumers {
+    running: HashMap<String, CancellationToken>,
+}
+
+impl RetryConsumers {
+    /// Starts a consumer for every active webhook that has none, stops those whose webhook is
+    /// gone or inactive. A stopped consumer's messages already received still settle.
+    async fn reconcile(
+        &mut self,
+        broker: &Arc<Broker>,
+        current: &watch::Sender<Arc<Pipeline>>,
+        tracker: &TaskTracker,
+        connection: &CancellationToken,
+    ) {
+        let config = current.borrow().config.clone();
+        let wanted: HashMap<&str, &Arc<Webhook>> = config
+            .webhooks
+            .iter()
+            .filter(|w| w.is_active())
+            .map(|w| (w.name.as_str(), w))
+            .collect();
+        self.running.retain(|name, token| {
+            let keep = wanted.contains_key(name.as_str());
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for (name, webhook) in wanted {
+            if self.running.contains_key(name) {
+                continue;
+            }
+            let prefetch = u16::try_from(webhook.delivery.concurrency)
+                .unwrap_or(u16::MAX)
+                .min(config.amqp.prefetch)
+                .max(1);
+            let consumer = match broker.consume_retry(&config.amqp, name, prefetch).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(webhook = name, error = %e, "cannot consume the retry queue");
+                    continue;
+                }
+            };
+            let token = connection.child_token();
+            self.running.insert(name.to_string(), token.clone());
+            let current = current.subscribe();
+            let tracker_inner = tracker.clone();
+            let name = name.to_string();
+            let connection = connection.clone();
+            tracker.spawn(async move {
+                let mut consumer = consumer;
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => {
+                            consumer.cancel().await;
+                            break;
+                        }
+                        next = consumer.stream.next() => match next {
+                            Some(Ok(inbound)) => {
+                                let pipeline = current.borrow().clone();
+                                Stats::add(&pipeline.stats.retries_consumed, 1);
+                                let name = name.clone();
+                                let token = connection.clone();
+                                tracker_inner.spawn(async move {
+                                    pipeline.handle_retry(inbound, &name, token).await
+                                });
+                            }
+                            _ => break,
+                        },
+                    }
+                }
+            });
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for token in self.running.values() {
+            token.cancel();
+        }
+        self.running.clear();
+    }
+}
+
+/// Logs each webhook's circuit state and retry depth every `monitor.interval`.
+async fn monitor(
+    broker: Arc<Broker>,
+    current: watch::Receiver<Arc<Pipeline>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let interval = current.borrow().config.monitor_interval;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => return,
+        }
+        let pipeline = current.borrow().clone();
+        for webhook in &pipeline.config.webhooks {
+            let queue = &pipeline.config.amqp.queue;
+            let mut depth = broker
+                .ready_count(&topology::retry_queue(queue, &webhook.name))
+                .await
+                .unwrap_or(0);
+            for tier in topology::tiers(&webhook.delivery) {
+                depth += broker
+                    .ready_count(&topology::wait_queue(queue, &webhook.name, tier))
+                    .await
+                    .unwrap_or(0);
+            }
+            let circuit = pipeline
+                .deliverer
+                .breaker(&webhook.name)
+                .map(|b| b.state().to_string())
+                .unwrap_or_default();
+            tracing::info!(webhook = %webhook.name, %circuit, retry_depth = depth, "webhook status");
+        }
+    }
+}
+
 impl Pipeline {
-    /// The whole path of one message: decode, match, render and deliver per webhook, settle.
-    async fn handle(&self, inbound: Inbound, cancel: CancellationToken) {
+    /// An input event: decode, match, render and deliver per webhook, settle.
+    async fn handle_input(&self, inbound: Inbound, cancel: CancellationToken) {
+        if let Some(outcomes) = self.over_redelivery_limit(&inbound, None) {
+            return self.settle(inbound, None, outcomes).await;
+        }
         let decoded = event::decode(&inbound.body, inbound.message_id());
         let (event_id, outcomes) = match decoded {
             Err(invalid) => {
@@ -221,23 +434,102 @@ impl Pipeline {
                 (Some(event.id), outcomes)
             }
         };
+        self.settle(inbound, event_id, outcomes).await;
+    }
+
+    /// A delivery back from `webhook`'s retry queue: the same path, for that webhook only.
+    async fn handle_retry(&self, inbound: Inbound, webhook: &str, cancel: CancellationToken) {
+        let Some(hook) = self.config.webhook(webhook).cloned() else {
+            // Removed by a reload while the message was on its way: it waits in the retry
+            // queue until the webhook comes back (or an operator purges it).
+            tokio::time::sleep(settle::REQUEUE_PAUSE).await;
+            let _ = inbound.handle.requeue().await;
+            return;
+        };
+        if let Some(outcomes) = self.over_redelivery_limit(&inbound, Some(&hook)) {
+            return self.settle(inbound, None, outcomes).await;
+        }
+        let (event_id, outcome) = match event::decode(&inbound.body, inbound.message_id()) {
+            Err(invalid) => (
+                None,
+                Outcome::DeadLetter(Failure {
+                    reason: Reason::InvalidEvent,
+                    attempts: 0,
+                    last_status: None,
+                    last_error: invalid.to_string(),
+                }),
+            ),
+            Ok(event) => {
+                let prior = dead_letter::retry_state(&inbound.properties);
+                let outcome = self.deliver_one(&hook, &event, prior, &cancel).await;
+                (Some(event.id), outcome)
+            }
+        };
+        let outcomes = vec![WebhookOutcome {
+            webhook: Some(hook),
+            outcome,
+        }];
+        self.settle(inbound, event_id, outcomes).await;
+    }
+
+    /// With quorum queues: a message delivered more often than the limit is dead-lettered
+    /// unprocessed, so a poison message cannot loop for ever.
+    fn over_redelivery_limit(
+        &self,
+        inbound: &Inbound,
+        webhook: Option<&Arc<Webhook>>,
+    ) -> Option<Vec<WebhookOutcome>> {
+        let limit = i64::from(self.config.amqp.redelivery_limit);
+        if self.config.amqp.queue_type != QueueType::Quorum {
+            return None;
+        }
+        let count = inbound.delivery_count()?;
+        if count <= limit {
+            return None;
+        }
+        tracing::warn!(
+            routing_key = %inbound.routing_key,
+            deliveries = count,
+            "message redelivered too often; dead-lettering it unprocessed"
+        );
+        Some(vec![WebhookOutcome {
+            webhook: webhook.cloned(),
+            outcome: Outcome::DeadLetter(Failure {
+                reason: Reason::RedeliveryLimit,
+                attempts: 0,
+                last_status: None,
+                last_error: format!(
+                    "delivered {count} times without being settled (amqp.redelivery_limit = {limit})"
+                ),
+            }),
+        }])
+    }
+
+    async fn settle(
+        &self,
+        inbound: Inbound,
+        event_id: Option<event::EventId>,
+        outcomes: Vec<WebhookOutcome>,
+    ) {
         let settled = settle::settle(inbound, event_id.as_ref(), &outcomes).await;
         let id = event_id.as_ref().map(|id| id.0.as_str());
         match settled {
             Settled::Acked {
                 delivered,
                 dead_lettered,
+                parked,
             } => {
                 Stats::add(&self.stats.acked, 1);
                 Stats::add(&self.stats.delivered, delivered as u64);
                 Stats::add(&self.stats.dead_lettered, dead_lettered as u64);
+                Stats::add(&self.stats.parked, parked as u64);
             }
             Settled::Requeued { reason } => {
                 Stats::add(&self.stats.requeued, 1);
-                tracing::info!(event_id = id, %reason, "event requeued");
+                tracing::info!(event_id = id, %reason, "message requeued");
             }
             Settled::Lost(e) => {
-                tracing::warn!(event_id = id, error = %e, "event not settled; the broker will redeliver it");
+                tracing::warn!(event_id = id, error = %e, "message not settled; the broker will redeliver it");
             }
         }
     }
@@ -255,29 +547,41 @@ impl Pipeline {
             return Vec::new();
         }
         let deliveries = hooks.into_iter().map(|webhook| async move {
-            let outcome = match webhook.template.render(&event.raw) {
-                Err(e) => Outcome::DeadLetter(Failure {
-                    reason: Reason::RenderFailed,
-                    attempts: 0,
-                    last_status: None,
-                    last_error: self.deliverer.redactor().scrub(&e.to_string()),
-                }),
-                Ok(body) => {
-                    let request = DeliveryRequest {
-                        webhook: webhook.clone(),
-                        event_id: event.id.clone(),
-                        body,
-                    };
-                    self.deliverer.deliver(&request, cancel).await
-                }
-            };
-            log_outcome(event, &webhook.name, &outcome);
+            let outcome = self.deliver_one(&webhook, event, None, cancel).await;
             WebhookOutcome {
-                webhook: Some(webhook.name.clone()),
+                webhook: Some(webhook),
                 outcome,
             }
         });
         futures_util::future::join_all(deliveries).await
+    }
+
+    async fn deliver_one(
+        &self,
+        webhook: &Arc<Webhook>,
+        event: &Event,
+        prior: Option<crate::outcome::RetryState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let outcome = match webhook.template.render(&event.raw) {
+            Err(e) => Outcome::DeadLetter(Failure {
+                reason: Reason::RenderFailed,
+                attempts: prior.map_or(0, |p| p.attempts),
+                last_status: None,
+                last_error: self.deliverer.redactor().scrub(&e.to_string()),
+            }),
+            Ok(body) => {
+                let request = DeliveryRequest {
+                    webhook: webhook.clone(),
+                    event_id: event.id.clone(),
+                    body,
+                    prior,
+                };
+                self.deliverer.deliver(&request, cancel).await
+            }
+        };
+        log_outcome(event, &webhook.name, &outcome);
+        outcome
     }
 }
 
@@ -301,11 +605,14 @@ fn log_outcome(event: &Event, webhook: &str, outcome: &Outcome) {
             error = %failure.last_error,
             "delivery failed; dead-lettering"
         ),
-        Outcome::Interrupted { attempts } => tracing::info!(
+        Outcome::Park(parked) => tracing::info!(
             event_id = %event.id,
+            event_type = %event.trigger,
             webhook,
-            attempts,
-            "delivery interrupted; the event goes back to the broker"
+            attempts = parked.state.attempts,
+            retry_in_ms = parked.next_delay.as_millis() as u64,
+            error = %parked.last_error,
+            "delivery parked in the retry queue"
         ),
     }
 }

@@ -149,7 +149,9 @@ async fn run(dir: &std::path::Path) -> u8 {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    match worker::run(config, shutdown, Arc::new(Stats::default())).await {
+    let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(reload_on_sighup(dir.to_path_buf(), reloads));
+    match worker::run_with_reloads(config, shutdown, Arc::new(Stats::default()), reload_rx).await {
         Ok(()) => {
             tracing::info!("stopped");
             EXIT_OK
@@ -157,6 +159,35 @@ async fn run(dir: &std::path::Path) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_FAILED
+        }
+    }
+}
+
+/// On every SIGHUP, loads the config folder again and hands the new config to the worker. An
+/// invalid config is refused with one log line per problem; the running one stays.
+async fn reload_on_sighup(dir: PathBuf, reloads: tokio::sync::mpsc::Sender<worker::Reload>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; config reload is unavailable");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(config = %dir.display(), "SIGHUP received: reloading the config");
+        match config::load(&dir, &Env::from_process()) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    tracing::warn!("{warning}");
+                }
+                if reloads.send(Arc::new(config)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                for problem in &e.problems {
+                    tracing::error!("config reload refused: {problem}");
+                }
+                tracing::error!("config reload refused; the old config stays in force");
+            }
         }
     }
 }

@@ -135,6 +135,7 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
         webhook: Arc::clone(webhook),
         event_id: event.id.clone(),
         body: body.unwrap_or_default().to_string(),
+        prior: None,
     };
     let headers = request.shown_headers();
     if json {

@@ -148,6 +148,7 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
         webhook: Arc::clone(webhook),
         event_id: input.event.id.clone(),
         body,
+        prior: None,
     };
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut delays = Backoff::new(&crate::config::DeliverySettings {

@@ -15,7 +15,9 @@ mod webhook;
 pub use duration::{parse as parse_duration, show as show_duration};
 pub use env::{Env, Interpolated, interpolate};
 pub use error::{ConfigError, ConfigProblem};
-pub use relay::{DeliveryOverrides, DeliverySettings, Policy, RABBITMQ_DEFAULT_CONSUMER_TIMEOUT};
+pub use relay::{
+    DeliveryOverrides, DeliverySettings, Policy, QueueType, RABBITMQ_DEFAULT_CONSUMER_TIMEOUT,
+};
 pub use webhook::{
     Filters, Header, Method, Status, Webhook, WebhookUrl, is_json_content_type, valid_name,
 };
@@ -50,6 +52,9 @@ pub struct Config {
     pub policy: Policy,
     /// `[shutdown]`
     pub shutdown: ShutdownSettings,
+    /// `[monitor] interval`: how often each webhook's circuit state and retry-queue depth
+    /// are logged.
+    pub monitor_interval: Duration,
     /// Every webhook, in file order, then table order.
     pub webhooks: Vec<Arc<Webhook>>,
     /// Scrubs every secret value this config introduced.
@@ -72,6 +77,13 @@ pub struct AmqpSettings {
     pub url: Secret<String>,
     /// The URL with its password masked.
     pub url_redacted: String,
+    /// Further broker URLs (cluster nodes), tried in turn after `url`; secret like `url`.
+    pub fallback_urls: Vec<(Secret<String>, String)>,
+    /// `classic` or `quorum`, for every queue the worker declares.
+    pub queue_type: QueueType,
+    /// With quorum queues: a message redelivered more than this many times is dead-lettered
+    /// as `redelivery_limit` instead of being processed again.
+    pub redelivery_limit: u32,
     /// Topic exchange the input queue is bound to with `#`.
     pub exchange: String,
     /// Input queue.
@@ -120,6 +132,33 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
     let raw = load_relay(&relay_path, env)?;
     let mut secrets: Vec<String> = Vec::new();
 
+    let mut fallback_urls = Vec::new();
+    for (i, text) in raw.amqp.urls.iter().enumerate() {
+        let field = format!("amqp.urls[{i}]");
+        match interpolate(text, env) {
+            Ok(interpolated) => {
+                secrets.extend(interpolated.substituted);
+                match url::Url::parse(&interpolated.value) {
+                    Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {
+                        if let Some(password) = url.password() {
+                            secrets.push(password.to_string());
+                        }
+                        let shown = redact::redact_url(&interpolated.value);
+                        fallback_urls.push((Secret::new(interpolated.value), shown));
+                    }
+                    _ => problems.push(ConfigProblem::field(
+                        &relay_path,
+                        field,
+                        format!(
+                            "`{}` is not an amqp:// or amqps:// URL",
+                            redact::redact_url(&interpolated.value)
+                        ),
+                    )),
+                }
+            }
+            Err(message) => problems.push(ConfigProblem::field(&relay_path, field, message)),
+        }
+    }
     let amqp = match interpolate(&raw.amqp.url, env) {
         Ok(interpolated) => {
             secrets.extend(interpolated.substituted);
@@ -182,6 +221,20 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             &relay_path,
             "amqp.dead_letter_queue",
             "must differ from amqp.queue",
+        ));
+    }
+    if raw.monitor.interval.is_zero() {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "monitor.interval",
+            "must be greater than 0",
+        ));
+    }
+    if raw.amqp.redelivery_limit == 0 {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "amqp.redelivery_limit",
+            "must be at least 1",
         ));
     }
     if raw.amqp.prefetch == 0 {
@@ -262,6 +315,9 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         amqp: AmqpSettings {
             url: Secret::new(url),
             url_redacted,
+            fallback_urls,
+            queue_type: raw.amqp.queue_type,
+            redelivery_limit: raw.amqp.redelivery_limit,
             exchange: raw.amqp.exchange,
             queue: raw.amqp.queue,
             dead_letter_queue: raw.amqp.dead_letter_queue,
@@ -278,6 +334,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         shutdown: ShutdownSettings {
             grace: raw.shutdown.grace,
         },
+        monitor_interval: raw.monitor.interval,
         webhooks,
         redactor: Redactor::new(secrets),
         warnings,

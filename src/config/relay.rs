@@ -17,6 +17,23 @@ pub(crate) struct RawRelay {
     pub http: RawHttp,
     pub policy: Policy,
     pub shutdown: RawShutdown,
+    pub monitor: RawMonitor,
+}
+
+/// `[monitor]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawMonitor {
+    #[serde(with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for RawMonitor {
+    fn default() -> Self {
+        RawMonitor {
+            interval: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[amqp]` as written.
@@ -24,6 +41,9 @@ pub(crate) struct RawRelay {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawAmqp {
     pub url: String,
+    pub urls: Vec<String>,
+    pub queue_type: QueueType,
+    pub redelivery_limit: u32,
     pub exchange: String,
     pub queue: String,
     pub dead_letter_queue: String,
@@ -42,6 +62,9 @@ impl Default for RawAmqp {
     fn default() -> Self {
         RawAmqp {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            urls: Vec::new(),
+            queue_type: QueueType::Classic,
+            redelivery_limit: 20,
             exchange: "access-requests".into(),
             queue: "access-requests".into(),
             dead_letter_queue: "access-requests.dead-letter".into(),
@@ -51,6 +74,28 @@ impl Default for RawAmqp {
             reconnect_initial_backoff: Duration::from_millis(500),
             reconnect_max_backoff: Duration::from_secs(30),
             connection_name: "webhook-relay".into(),
+        }
+    }
+}
+
+/// The kind of every queue the worker declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// RabbitMQ's classic queue: one node.
+    #[default]
+    Classic,
+    /// A replicated quorum queue: survives the loss of a minority of cluster nodes, and
+    /// counts redeliveries (`x-delivery-count`).
+    Quorum,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
         }
     }
 }
@@ -144,6 +189,14 @@ pub struct DeliveryOverrides {
     pub max_elapsed: Option<Duration>,
     /// Most requests in flight to this webhook at once.
     pub concurrency: Option<u32>,
+    /// How long to retry in process before parking the delivery in its retry queue.
+    #[serde(with = "duration::option")]
+    pub retry_window: Option<Duration>,
+    /// Consecutive failures that open the webhook's circuit (0 turns the breaker off).
+    pub circuit_failures: Option<u32>,
+    /// How long an open circuit waits before letting one probe through.
+    #[serde(with = "duration::option")]
+    pub circuit_cooldown: Option<Duration>,
 }
 
 /// The delivery policy of one webhook, defaults and overrides merged.
@@ -157,10 +210,18 @@ pub struct DeliverySettings {
     pub initial_backoff: Duration,
     /// Longest backoff delay, and the cap on a server's `Retry-After`.
     pub max_backoff: Duration,
-    /// No attempt starts after this much time since the first.
+    /// No attempt starts after this much time since the first failure, across restarts.
     pub max_elapsed: Duration,
     /// Most requests in flight to this webhook at once.
     pub concurrency: u32,
+    /// In-process retries last at most this long; then the delivery moves to the webhook's
+    /// durable retry queue and the input event can be acked.
+    pub retry_window: Duration,
+    /// Consecutive failures that open the circuit; 0 turns the breaker off.
+    pub circuit_failures: u32,
+    /// How long an open circuit sends deliveries straight to the retry queue before one probe
+    /// is let through.
+    pub circuit_cooldown: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -170,8 +231,11 @@ impl Default for DeliverySettings {
             max_attempts: 8,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
-            max_elapsed: Duration::from_secs(600),
+            max_elapsed: Duration::from_secs(3600),
             concurrency: 256,
+            retry_window: Duration::from_secs(5),
+            circuit_failures: 10,
+            circuit_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -186,13 +250,17 @@ impl DeliverySettings {
             max_backoff: overrides.max_backoff.unwrap_or(self.max_backoff),
             max_elapsed: overrides.max_elapsed.unwrap_or(self.max_elapsed),
             concurrency: overrides.concurrency.unwrap_or(self.concurrency),
+            retry_window: overrides.retry_window.unwrap_or(self.retry_window),
+            circuit_failures: overrides.circuit_failures.unwrap_or(self.circuit_failures),
+            circuit_cooldown: overrides.circuit_cooldown.unwrap_or(self.circuit_cooldown),
         }
     }
 
-    /// The longest an input message can stay unacked because of this webhook: the retry window
-    /// plus one last attempt's timeout.
+    /// The longest a message can stay unacked because of this webhook: the in-process retry
+    /// window (bounded by `max_elapsed`), plus one last attempt's timeout, plus the longest
+    /// backoff sleep that may start inside the window.
     pub fn worst_case_hold(&self) -> Duration {
-        self.max_elapsed + self.timeout
+        self.retry_window.min(self.max_elapsed) + self.timeout
     }
 
     /// Field-by-field and cross-field problems, as `(field, message)`.
@@ -222,16 +290,19 @@ impl DeliverySettings {
         }
         if self.worst_case_hold() >= consumer_timeout {
             out.push((
-                "max_elapsed",
+                "retry_window",
                 format!(
                     "{} plus one attempt's timeout ({}) reaches the broker's consumer timeout ({}, \
                      amqp.consumer_timeout); the broker would close the channel on a message \
-                     still being retried",
-                    duration::show(self.max_elapsed),
+                     still being retried in process",
+                    duration::show(self.retry_window.min(self.max_elapsed)),
                     duration::show(self.timeout),
                     duration::show(consumer_timeout)
                 ),
             ));
+        }
+        if self.circuit_failures > 0 && self.circuit_cooldown.is_zero() {
+            out.push(("circuit_cooldown", "must be greater than 0".to_string()));
         }
         out
     }

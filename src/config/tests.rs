@@ -178,12 +178,15 @@ fn unknown_key_in_relay_toml_names_the_file() {
 }
 
 #[test]
-fn max_elapsed_must_stay_below_consumer_timeout() {
-    let relay = RELAY.replace("max_elapsed = \"1m\"", "max_elapsed = \"30m\"");
+fn retry_window_must_stay_below_consumer_timeout() {
+    let relay = RELAY.replace(
+        "max_elapsed = \"1m\"",
+        "max_elapsed = \"2h\"\nretry_window = \"30m\"",
+    );
     let dir = dir_with(&relay, &[]);
     let err = problems(&dir, &env());
     assert!(
-        err.contains("delivery.max_elapsed") && err.contains("consumer timeout"),
+        err.contains("delivery.retry_window") && err.contains("consumer timeout"),
         "{err}"
     );
 }

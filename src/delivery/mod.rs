@@ -4,6 +4,7 @@
 //! The stages of one delivery are types: a [`DeliveryRequest`] (what to send), an [`Attempt`]
 //! per try (what happened, classified by [`classify`]), and the final [`Outcome`].
 
+pub mod breaker;
 pub mod classify;
 mod retry;
 
@@ -12,7 +13,7 @@ pub use retry::Backoff;
 
 use crate::config::{Config, HttpSettings, Webhook};
 use crate::event::EventId;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, RetryState};
 use crate::redact::Redactor;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct DeliveryRequest {
     pub event_id: EventId,
     /// The rendered body.
     pub body: String,
+    /// Attempts made before this delivery came back from the retry queue, if it did.
+    pub prior: Option<RetryState>,
 }
 
 impl DeliveryRequest {
@@ -122,6 +125,7 @@ pub struct Deliverer {
     client: reqwest::Client,
     redactor: Redactor,
     limits: HashMap<String, Arc<Semaphore>>,
+    breakers: HashMap<String, Arc<breaker::Breaker>>,
 }
 
 impl Deliverer {
@@ -136,11 +140,38 @@ impl Deliverer {
                 (w.name.clone(), Arc::new(Semaphore::new(permits)))
             })
             .collect();
+        let breakers = config
+            .webhooks
+            .iter()
+            .map(|w| {
+                let breaker =
+                    breaker::Breaker::new(w.delivery.circuit_failures, w.delivery.circuit_cooldown);
+                (w.name.clone(), Arc::new(breaker))
+            })
+            .collect();
         Ok(Deliverer {
             client,
             redactor: config.redactor.clone(),
             limits,
+            breakers,
         })
+    }
+
+    /// A deliverer for `config` that keeps the circuit state of `previous` for webhooks of the
+    /// same name (a config reload must not close an open circuit).
+    pub fn reloaded(config: &Config, previous: &Deliverer) -> Result<Self, DeliveryError> {
+        let mut next = Deliverer::new(config)?;
+        for (name, breaker) in next.breakers.iter_mut() {
+            if let Some(old) = previous.breakers.get(name) {
+                *breaker = Arc::clone(old);
+            }
+        }
+        Ok(next)
+    }
+
+    /// The circuit breaker of a webhook.
+    pub fn breaker(&self, webhook: &str) -> Option<&breaker::Breaker> {
+        self.breakers.get(webhook).map(Arc::as_ref)
     }
 
     /// The redactor every message from here passes through.

@@ -1,11 +1,13 @@
 //! The retry loop around single attempts: exponential backoff with jitter (backon), bounded
-//! by `max_attempts` and `max_elapsed`, honouring `Retry-After`, and woken by shutdown.
+//! by `max_attempts` and `max_elapsed`, honouring `Retry-After`, in process for at most
+//! `retry_window`, then parked for the durable retry queue.
 
+use super::breaker::Admission;
 use super::{Attempt, Deliverer, DeliveryRequest, Verdict};
 use crate::config::DeliverySettings;
-use crate::outcome::{Failure, Outcome, Reason};
+use crate::outcome::{Failure, Outcome, Parked, Reason, RetryState};
 use backon::BackoffBuilder;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 /// The delays between attempts of one delivery: exponential from `initial_backoff`, with
@@ -49,19 +51,63 @@ fn next_delay(scheduled: Duration, retry_after: Option<Duration>, max: Duration)
     }
 }
 
+/// Delivers with in-process retries for up to `retry_window`, then parks the delivery for
+/// the durable retry queue. Gives up (dead letter) when `max_attempts` or `max_elapsed`,
+/// counted across the retry queue's round trips through `request.prior`, runs out. A
+/// backoff sleep that `cancel` interrupts also parks the delivery, so shutdown never sends
+/// the event to its other webhooks again.
 pub(super) async fn deliver(
     deliverer: &Deliverer,
     request: &DeliveryRequest,
     settings: DeliverySettings,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let started = Instant::now();
+    let window_started = Instant::now();
+    let (mut number, mut first_failure) = match request.prior {
+        Some(prior) => (prior.attempts, Some(prior.first_failure)),
+        None => (0, None),
+    };
+    // Attempt k's failure waits the schedule's k-th delay: skip those already used.
     let mut schedule = Backoff::new(&settings);
-    let mut number = 0;
+    for _ in 0..number {
+        schedule.next();
+    }
+    let breaker = deliverer.breaker(&request.webhook.name);
     loop {
+        if let Some(breaker) = breaker
+            && let Admission::Rejected { retry_in } = breaker.admit()
+        {
+            let first = first_failure.unwrap_or_else(SystemTime::now);
+            let failing_for = SystemTime::now().duration_since(first).unwrap_or_default();
+            if failing_for + retry_in >= settings.max_elapsed {
+                return Outcome::DeadLetter(Failure {
+                    reason: Reason::DeliveryFailed,
+                    attempts: number,
+                    last_status: None,
+                    last_error: "circuit open until max_elapsed ran out: the endpoint kept failing"
+                        .into(),
+                });
+            }
+            return Outcome::Park(Parked {
+                state: RetryState {
+                    attempts: number,
+                    first_failure: first,
+                },
+                next_delay: retry_in,
+                last_status: None,
+                last_error: "circuit open: the endpoint failed repeatedly; waiting for a probe"
+                    .into(),
+            });
+        }
         number += 1;
         let attempt = deliverer.send_once(request, number).await;
         log_attempt(request, &attempt);
+        let failed = matches!(attempt.verdict, Verdict::Retry { .. });
+        if let Some(breaker) = breaker
+            && let Some(state) = breaker.record(failed)
+        {
+            tracing::warn!(webhook = %request.webhook.name, circuit = %state, "circuit state changed");
+        }
         let retry_after = match attempt.verdict {
             Verdict::Success => {
                 return Outcome::Delivered {
@@ -72,18 +118,35 @@ pub(super) async fn deliver(
             Verdict::Permanent => return dead_letter(Reason::Rejected, &attempt),
             Verdict::Retry { retry_after } => retry_after,
         };
+        let first = *first_failure.get_or_insert_with(SystemTime::now);
         let Some(scheduled) = schedule.next() else {
             return dead_letter(Reason::DeliveryFailed, &attempt);
         };
-        let delay = next_delay(scheduled, retry_after, settings.max_backoff);
-        if started.elapsed() + delay >= settings.max_elapsed {
+        if number >= settings.max_attempts {
             return dead_letter(Reason::DeliveryFailed, &attempt);
+        }
+        let delay = next_delay(scheduled, retry_after, settings.max_backoff);
+        let failing_for = SystemTime::now().duration_since(first).unwrap_or_default();
+        if failing_for + delay >= settings.max_elapsed {
+            return dead_letter(Reason::DeliveryFailed, &attempt);
+        }
+        let park = || {
+            Outcome::Park(Parked {
+                state: RetryState {
+                    attempts: number,
+                    first_failure: first,
+                },
+                next_delay: delay,
+                last_status: attempt.response.as_ref().map(|r| r.status),
+                last_error: attempt.error.clone(),
+            })
+        };
+        if window_started.elapsed() + delay > settings.retry_window {
+            return park();
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = cancel.cancelled() => {
-                return Outcome::Interrupted { attempts: number };
-            }
+            _ = cancel.cancelled() => return park(),
         }
     }
 }

@@ -183,6 +183,10 @@ allowed_ports = [{ports}]
             .declare_topology(&config.amqp)
             .await
             .expect("declare test topology");
+        admin
+            .declare_retry_topology(&config.amqp, &config.webhooks)
+            .await
+            .expect("declare test retry topology");
         TestApp {
             dir,
             env,
@@ -335,6 +339,26 @@ impl TestApp {
         declared.message_count()
     }
 
+    /// Messages ready anywhere on `webhook`'s retry path (its retry queue and wait queues).
+    pub async fn retry_path_count(&self, webhook: &str) -> u32 {
+        let hook = self
+            .config
+            .webhook(webhook)
+            .expect("webhook in the test config");
+        let queue = &self.config.amqp.queue;
+        let mut total = self
+            .ready_count(&webhook_relay::amqp::topology::retry_queue(queue, webhook))
+            .await;
+        for tier in webhook_relay::amqp::topology::tiers(&hook.delivery) {
+            total += self
+                .ready_count(&webhook_relay::amqp::topology::wait_queue(
+                    queue, webhook, tier,
+                ))
+                .await;
+        }
+        total
+    }
+
     /// Waits until `check` holds or `timeout` passes; returns whether it held.
     pub async fn eventually<F: Fn() -> bool>(&self, timeout: Duration, check: F) -> bool {
         let deadline = Instant::now() + timeout;
@@ -389,7 +413,7 @@ impl TestApp {
     pub async fn finish(mut self) {
         self.stop_worker().await;
         self.admin
-            .delete_topology(&self.config.amqp)
+            .delete_topology(&self.config.amqp, &self.config.webhooks)
             .await
             .expect("delete test topology");
         self.admin.close().await;
@@ -413,6 +437,7 @@ impl Drop for TestApp {
             worker.shutdown.cancel();
         }
         let settings = self.config.amqp.clone();
+        let webhooks = self.config.webhooks.clone();
         let redactor = self.config.redactor.clone();
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -425,7 +450,7 @@ impl Drop for TestApp {
                 let mut settings = settings;
                 settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
                 if let Ok(broker) = Broker::connect(&settings, &redactor).await {
-                    let _ = broker.delete_topology(&settings).await;
+                    let _ = broker.delete_topology(&settings, &webhooks).await;
                     broker.close().await;
                 }
             });

@@ -3,7 +3,7 @@
 use crate::binary::{Finished, Relay, child_env};
 use crate::harness::{TestApp, app};
 use crate::support::logzio::{Scripted, TEST_TOKEN};
-use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -116,10 +116,11 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_acks_them() {
 }
 
 /// SIGTERM while a delivery sleeps before its next attempt: the sleep is cut short, the
-/// message goes back to the queue (not dead-lettered, not lost) and the process exits 0 at
-/// once.
+/// delivery is parked in its webhook's retry path with its attempt count (not dead-lettered,
+/// not lost, not sent to other webhooks again), the input is acked and the process exits 0
+/// at once.
 #[tokio::test]
-async fn sigterm_during_a_backoff_sleep_requeues_and_exits_promptly() {
+async fn sigterm_during_a_backoff_sleep_parks_the_delivery_and_exits_promptly() {
     let app = app("sigterm-backoff")
         .webhook(APPROVALS)
         .delivery(
@@ -129,6 +130,7 @@ max_attempts = 3
 initial_backoff = "5s"
 max_backoff = "10s"
 max_elapsed = "60s"
+retry_window = "30s"
 "#,
         )
         .relay_extra(GRACE_10S)
@@ -167,8 +169,13 @@ max_elapsed = "60s"
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         app.ready_count(&app.config.amqp.queue).await,
+        0,
+        "the input is acked"
+    );
+    assert_eq!(
+        app.retry_path_count("approvals").await,
         1,
-        "the message is back in the input queue"
+        "the delivery waits in the webhook's retry path"
     );
     assert_eq!(
         app.ready_count(&app.config.amqp.dead_letter_queue).await,
@@ -692,9 +699,11 @@ async fn env_override_of_the_queue_reaches_the_binary() {
         1,
         "the file's queue was not consumed"
     );
-    channel
-        .queue_delete(other.as_str().into(), QueueDeleteOptions::default())
+    let mut overridden = amqp.clone();
+    overridden.queue = other.clone();
+    app.admin
+        .delete_topology(&overridden, &app.config.webhooks)
         .await
-        .expect("delete the override queue");
+        .expect("delete the override queue and its retry path");
     app.finish().await;
 }

@@ -12,9 +12,17 @@
 //! - dead letters are published `mandatory`, so a missing dead-letter queue is an error instead
 //!   of a silent drop, and persistent (`delivery_mode = 2`);
 //! - exchange and queues are durable, so they and their persistent messages survive a broker
-//!   restart.
+//!   restart; `amqp.queue_type = "quorum"` makes every queue a replicated quorum queue
+//!   (<https://www.rabbitmq.com/docs/quorum-queues>), which also counts redeliveries in
+//!   `x-delivery-count`;
+//! - each webhook's retry queue is consumed on a channel of its own with its own prefetch, so
+//!   a webhook whose endpoint is down cannot use up the input's prefetch or another webhook's.
+//!
+//! The retry path's queue names and arguments are in [`topology`].
 
-use crate::config::AmqpSettings;
+pub mod topology;
+
+use crate::config::{AmqpSettings, Webhook};
 use crate::redact::Redactor;
 use futures_util::{Stream, StreamExt};
 use lapin::options::{
@@ -68,25 +76,57 @@ pub struct Broker {
     publisher: Publisher,
     redactor: Redactor,
     dead_letter_queue: String,
+    input_queue: String,
 }
 
 impl Broker {
-    /// Connects and opens both channels. Fails within [`CONNECT_TIMEOUT`].
+    /// Connects to `amqp.url`, then to each of `amqp.urls` in turn until one answers, and
+    /// opens both channels. Each try fails within [`CONNECT_TIMEOUT`].
     pub async fn connect(settings: &AmqpSettings, redactor: &Redactor) -> Result<Self, AmqpError> {
+        let mut last_error = None;
+        let candidates = std::iter::once((&settings.url, &settings.url_redacted)).chain(
+            settings
+                .fallback_urls
+                .iter()
+                .map(|(url, shown)| (url, shown)),
+        );
+        for (url, shown) in candidates {
+            match Self::connect_one(url.expose(), shown, settings, redactor).await {
+                Ok(broker) => return Ok(broker),
+                Err(e) => {
+                    if !settings.fallback_urls.is_empty() {
+                        tracing::warn!(error = %e, "broker node unreachable; trying the next");
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or(AmqpError::Connect {
+            url: settings.url_redacted.clone(),
+            message: "no broker URL".into(),
+        }))
+    }
+
+    async fn connect_one(
+        url: &str,
+        shown: &str,
+        settings: &AmqpSettings,
+        redactor: &Redactor,
+    ) -> Result<Self, AmqpError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
-        let connect = Connection::connect(settings.url.expose(), properties);
+        let connect = Connection::connect(url, properties);
         let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => {
                 return Err(AmqpError::Connect {
-                    url: settings.url_redacted.clone(),
+                    url: shown.to_string(),
                     message: redactor.scrub(&e.to_string()),
                 });
             }
             Err(_) => {
                 return Err(AmqpError::Connect {
-                    url: settings.url_redacted.clone(),
+                    url: shown.to_string(),
                     message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
                 });
             }
@@ -124,6 +164,7 @@ impl Broker {
             },
             redactor: redactor.clone(),
             dead_letter_queue: settings.dead_letter_queue.clone(),
+            input_queue: settings.queue.clone(),
         })
     }
 
@@ -159,8 +200,13 @@ impl Broker {
                 .map_err(op(format!("declare exchange `{}`", settings.exchange)))?;
         }
         for queue in [&settings.queue, &settings.dead_letter_queue] {
+            let arguments = if passive {
+                FieldTable::default()
+            } else {
+                topology::queue_arguments(settings.queue_type)
+            };
             channel
-                .queue_declare(queue.as_str().into(), queue_options, FieldTable::default())
+                .queue_declare(queue.as_str().into(), queue_options, arguments)
                 .await
                 .map_err(op(if passive {
                     format!("queue `{queue}` (amqp.declare = false expects it to exist)")
@@ -186,6 +232,145 @@ impl Broker {
         Ok(())
     }
 
+    /// Declares the retry path of each webhook: its retry queue and one wait queue per backoff
+    /// step (see [`topology`]). With `declare = false` it only checks that they exist.
+    pub async fn declare_retry_topology(
+        &self,
+        settings: &AmqpSettings,
+        webhooks: &[std::sync::Arc<Webhook>],
+    ) -> Result<(), AmqpError> {
+        let passive = !settings.declare;
+        let options = QueueDeclareOptions {
+            durable: true,
+            passive,
+            ..QueueDeclareOptions::default()
+        };
+        for webhook in webhooks {
+            let retry = topology::retry_queue(&settings.queue, &webhook.name);
+            let mut queues = vec![(
+                retry.clone(),
+                topology::queue_arguments(settings.queue_type),
+            )];
+            for tier in topology::tiers(&webhook.delivery) {
+                queues.push((
+                    topology::wait_queue(&settings.queue, &webhook.name, tier),
+                    topology::wait_queue_arguments(settings.queue_type, tier, &retry),
+                ));
+            }
+            for (queue, arguments) in queues {
+                let arguments = if passive {
+                    FieldTable::default()
+                } else {
+                    arguments
+                };
+                self.consume_channel
+                    .queue_declare(queue.as_str().into(), options, arguments)
+                    .await
+                    .map_err(|e| AmqpError::Operation {
+                        operation: format!("declare retry queue `{queue}`"),
+                        message: self.redactor.scrub(&e.to_string()),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Messages ready in `queue` (0 when it does not exist).
+    pub async fn ready_count(&self, queue: &str) -> Result<u32, AmqpError> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: "open channel".into(),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
+        let result = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(result.map(|q| q.message_count()).unwrap_or(0))
+    }
+
+    /// Starts consuming a webhook's retry queue on a channel of its own with `prefetch`.
+    /// Dropping the returned consumer's token-holder does nothing; call
+    /// [`RetryConsumer::cancel`] to stop the broker sending more.
+    pub async fn consume_retry(
+        &self,
+        settings: &AmqpSettings,
+        webhook: &str,
+        prefetch: u16,
+    ) -> Result<RetryConsumer, AmqpError> {
+        let queue = topology::retry_queue(&settings.queue, webhook);
+        let op = |operation: String| {
+            let redactor = self.redactor.clone();
+            move |e: lapin::Error| AmqpError::Operation {
+                operation,
+                message: redactor.scrub(&e.to_string()),
+            }
+        };
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(op(format!("open channel for `{queue}`")))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(op(format!("set prefetch for `{queue}`")))?;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(op(format!("consume queue `{queue}`")))?;
+        let tag = consumer.tag().as_str().to_string();
+        let stream = self.inbound_stream(consumer);
+        Ok(RetryConsumer {
+            channel,
+            tag,
+            stream: Box::pin(stream),
+        })
+    }
+
+    fn inbound_stream(
+        &self,
+        consumer: lapin::Consumer,
+    ) -> impl Stream<Item = Result<Inbound, AmqpError>> + Unpin + Send + Sync + use<> {
+        let publisher = self.publisher.clone();
+        let redactor = self.redactor.clone();
+        let dead_letter_queue = self.dead_letter_queue.clone();
+        let input_queue = self.input_queue.clone();
+        consumer.map(move |delivery| match delivery {
+            Ok(delivery) => Ok(Inbound {
+                body: delivery.data,
+                routing_key: delivery.routing_key.as_str().to_string(),
+                redelivered: delivery.redelivered,
+                properties: delivery.properties,
+                handle: SettleHandle {
+                    acker: delivery.acker,
+                    publisher: publisher.clone(),
+                    dead_letter_queue: dead_letter_queue.clone(),
+                    input_queue: input_queue.clone(),
+                },
+            }),
+            Err(e) => Err(AmqpError::Operation {
+                operation: "consume".into(),
+                message: redactor.scrub(&e.to_string()),
+            }),
+        })
+    }
+
     /// Starts consuming the input queue with manual acks. The stream ends (or yields an
     /// error) when the channel or connection is lost.
     pub async fn consume(
@@ -205,26 +390,7 @@ impl Broker {
                 operation: format!("consume queue `{}`", settings.queue),
                 message: self.redactor.scrub(&e.to_string()),
             })?;
-        let publisher = self.publisher.clone();
-        let redactor = self.redactor.clone();
-        let dead_letter_queue = self.dead_letter_queue.clone();
-        Ok(consumer.map(move |delivery| match delivery {
-            Ok(delivery) => Ok(Inbound {
-                body: delivery.data,
-                routing_key: delivery.routing_key.as_str().to_string(),
-                redelivered: delivery.redelivered,
-                properties: delivery.properties,
-                handle: SettleHandle {
-                    acker: delivery.acker,
-                    publisher: publisher.clone(),
-                    dead_letter_queue: dead_letter_queue.clone(),
-                },
-            }),
-            Err(e) => Err(AmqpError::Operation {
-                operation: "consume".into(),
-                message: redactor.scrub(&e.to_string()),
-            }),
-        }))
+        Ok(self.inbound_stream(consumer))
     }
 
     /// The confirm-mode publisher of this connection.
@@ -269,15 +435,28 @@ impl Broker {
                     acker: delivery.acker,
                     publisher: self.publisher.clone(),
                     dead_letter_queue: self.dead_letter_queue.clone(),
+                    input_queue: self.input_queue.clone(),
                 },
             }
         }))
     }
 
-    /// Deletes the exchange and both queues (demo and test cleanup).
-    pub async fn delete_topology(&self, settings: &AmqpSettings) -> Result<(), AmqpError> {
+    /// Deletes the exchange, both queues and every webhook's retry path (demo and test
+    /// cleanup).
+    pub async fn delete_topology(
+        &self,
+        settings: &AmqpSettings,
+        webhooks: &[std::sync::Arc<Webhook>],
+    ) -> Result<(), AmqpError> {
         let channel = &self.consume_channel;
-        for queue in [&settings.queue, &settings.dead_letter_queue] {
+        let mut queues = vec![settings.queue.clone(), settings.dead_letter_queue.clone()];
+        for webhook in webhooks {
+            queues.push(topology::retry_queue(&settings.queue, &webhook.name));
+            for tier in topology::tiers(&webhook.delivery) {
+                queues.push(topology::wait_queue(&settings.queue, &webhook.name, tier));
+            }
+        }
+        for queue in &queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await
@@ -374,6 +553,43 @@ impl Inbound {
     pub fn message_id(&self) -> Option<&str> {
         self.properties.message_id().as_ref().map(|id| id.as_str())
     }
+
+    /// How often a quorum queue has delivered this message before (`x-delivery-count`).
+    pub fn delivery_count(&self) -> Option<i64> {
+        let headers = self.properties.headers().as_ref()?;
+        crate::dead_letter::header_number(headers, "x-delivery-count")
+    }
+
+    /// The routing key the event was first published with: kept in `x-relay-routing-key`
+    /// through the retry path, where the message's own key is a queue name.
+    pub fn original_routing_key(&self) -> String {
+        self.properties
+            .headers()
+            .as_ref()
+            .and_then(|h| crate::dead_letter::header_text(h, crate::dead_letter::ROUTING_KEY))
+            .unwrap_or_else(|| self.routing_key.clone())
+    }
+}
+
+/// A consumer of one webhook's retry queue.
+pub struct RetryConsumer {
+    channel: Channel,
+    tag: String,
+    /// The messages, as [`Inbound`] values.
+    pub stream: std::pin::Pin<Box<dyn Stream<Item = Result<Inbound, AmqpError>> + Send + Sync>>,
+}
+
+impl RetryConsumer {
+    /// Asks the broker to stop sending; messages already received can still be settled.
+    pub async fn cancel(&self) {
+        let _ = self
+            .channel
+            .basic_cancel(
+                self.tag.as_str().into(),
+                lapin::options::BasicCancelOptions::default(),
+            )
+            .await;
+    }
 }
 
 /// The only way to settle an [`Inbound`]: ack it, requeue it, or publish its dead letters
@@ -382,6 +598,7 @@ pub struct SettleHandle {
     acker: lapin::Acker,
     publisher: Publisher,
     dead_letter_queue: String,
+    input_queue: String,
 }
 
 impl SettleHandle {
@@ -393,6 +610,22 @@ impl SettleHandle {
     ) -> Result<(), AmqpError> {
         self.publisher
             .publish_confirmed("", &self.dead_letter_queue, body, properties)
+            .await
+    }
+
+    /// Publishes the message to the wait queue of `webhook` whose delay fits `delay`, and
+    /// waits for the confirm. From there the broker moves it to the webhook's retry queue.
+    pub async fn publish_park(
+        &self,
+        webhook: &Webhook,
+        delay: std::time::Duration,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
+        let queue =
+            topology::wait_queue_for(&self.input_queue, &webhook.name, &webhook.delivery, delay);
+        self.publisher
+            .publish_confirmed("", &queue, body, properties)
             .await
     }
 
