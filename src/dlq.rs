@@ -175,14 +175,23 @@ pub async fn replay_one(
                 body,
                 prior: None,
             };
-            // A replay retries in process until its budget is spent: there is no input event
-            // to release, and the operator waits for the answer.
             let mut settings = webhook.delivery;
-            settings.retry_window = settings.max_elapsed;
             if let Some(attempts) = options.attempts {
                 settings.max_attempts = attempts.max(1);
             }
-            deliverer.deliver_with(&request, settings, cancel).await
+            // A replay retries in process for the webhook's retry window, like the worker.
+            // Still failing after it (or with the circuit open) means failed again: the
+            // dead letter is replaced, never moved to the retry path behind the operator's
+            // back.
+            match deliverer.deliver_with(&request, settings, cancel).await {
+                Outcome::Park(parked) => Outcome::DeadLetter(Failure {
+                    reason: Reason::DeliveryFailed,
+                    attempts: parked.state.attempts,
+                    last_status: parked.last_status,
+                    last_error: parked.last_error,
+                }),
+                other => other,
+            }
         }
     };
     let handle = &entry.message.handle;
@@ -221,6 +230,7 @@ pub async fn replay_one(
                 )),
             }
         }
+        // Turned into a dead letter above.
         Outcome::Park(parked) => ReplayResult::Skipped(format!(
             "still failing ({}); the dead letter stays",
             parked.last_error

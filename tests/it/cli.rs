@@ -221,7 +221,8 @@ url = "@URL0@"
 triggers = ["RequestApproved"]
 body_template = '{{}}'
 [webhook.delivery]
-max_elapsed = "25m"
+retry_window = "25m"
+max_elapsed = "2h"
 
 [[webhook]]
 name = "approvals-again"
@@ -249,7 +250,7 @@ body_template = '{{"id": "{{{{ data.id }}}}", "email": "{{{{ data.requester.emai
     for needle in [
         format!("{file}: webhook `silent`: triggers: the webhook has no triggers"),
         format!("{file}: webhook `silent`: url (query parameter token): holds a secret"),
-        format!("{file}: webhook `slow`: delivery.max_elapsed: "),
+        format!("{file}: webhook `slow`: delivery.retry_window: "),
         format!("{file}: webhook `approvals-again`: is identical to webhook `approvals`"),
     ] {
         assert!(
