@@ -10,3 +10,4 @@ mod harness;
 mod delivery;
 mod process;
 mod resilience;
+mod retry;

@@ -25,7 +25,7 @@ pub fn closed_port() -> u16 {
 
 /// A running `webhook-relay`, its output collected by two threads. Dropping it kills the
 /// process, so a failing test leaves nothing behind.
-struct Relay {
+pub(crate) struct Relay {
     child: Child,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -34,14 +34,14 @@ struct Relay {
 }
 
 /// What a finished run printed.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Finished {
-    fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         self.status.code()
     }
 
@@ -86,23 +86,33 @@ impl Relay {
     }
 
     /// Starts `run --config <dir>` with `env`.
-    fn run<K: AsRef<str>, V: AsRef<str>>(dir: &Path, env: &[(K, V)]) -> Relay {
+    pub(crate) fn run<K: AsRef<str>, V: AsRef<str>>(dir: &Path, env: &[(K, V)]) -> Relay {
         let dir = dir.to_str().expect("temp dir path is UTF-8");
         Relay::spawn(&["run", "--config", dir], env)
     }
 
     /// What it has printed on stderr so far.
-    fn stderr_so_far(&self) -> String {
+    pub(crate) fn stderr_so_far(&self) -> String {
         text(&self.stderr)
     }
 
     /// Sends SIGTERM.
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGHUP: reload the config.
+    pub(crate) fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends the signal `name` (e.g. `TERM`).
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([format!("-{name}"), self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Waits up to `timeout` for the process to exit; `None` if it is still running.
@@ -129,7 +139,7 @@ impl Relay {
     }
 
     /// Waits for the exit, failing the test (with what was printed) if it takes too long.
-    async fn exit_within(&mut self, timeout: Duration) -> Finished {
+    pub(crate) async fn exit_within(&mut self, timeout: Duration) -> Finished {
         match self.wait(timeout).await {
             Some(finished) => finished,
             None => panic!(
@@ -174,7 +184,7 @@ async fn run_to_exit<K: AsRef<str>, V: AsRef<str>>(dir: &Path, env: &[(K, V)]) -
 }
 
 /// The harness's variables for the child, plus `extra`.
-fn child_env(app: &TestApp, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn child_env(app: &TestApp, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = app.env.clone();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
