@@ -77,6 +77,10 @@ pub struct Broker {
     redactor: Redactor,
     dead_letter_queue: String,
     input_queue: String,
+    /// The channels of the retry consumers. Held here, not only by the consumers, so that a
+    /// cancelled consumer's channel stays open until [`Broker::close`]: its deliveries still
+    /// in flight must be able to ack on it (a closed channel hands them back to the broker).
+    retry_channels: std::sync::Mutex<Vec<Channel>>,
 }
 
 impl Broker {
@@ -165,6 +169,7 @@ impl Broker {
             redactor: redactor.clone(),
             dead_letter_queue: settings.dead_letter_queue.clone(),
             input_queue: settings.queue.clone(),
+            retry_channels: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -301,7 +306,8 @@ impl Broker {
 
     /// Starts consuming a webhook's retry queue on a channel of its own with `prefetch`.
     /// Dropping the returned consumer's token-holder does nothing; call
-    /// [`RetryConsumer::cancel`] to stop the broker sending more.
+    /// [`RetryConsumer::cancel`] to stop the broker sending more. The channel stays open until
+    /// [`Broker::close`], so deliveries taken before a cancel can still be acked.
     pub async fn consume_retry(
         &self,
         settings: &AmqpSettings,
@@ -335,6 +341,10 @@ impl Broker {
             .await
             .map_err(op(format!("consume queue `{queue}`")))?;
         let tag = consumer.tag().as_str().to_string();
+        self.retry_channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(channel.clone());
         let stream = self.inbound_stream(consumer);
         Ok(RetryConsumer {
             channel,
@@ -408,8 +418,19 @@ impl Broker {
         self.connection.status().connected()
     }
 
-    /// Closes the connection; unacked deliveries go back to their queue.
+    /// Closes the retry consumers' channels, then the connection; unacked deliveries go back
+    /// to their queue. Closing each channel and waiting for it, rather than letting a dropped
+    /// handle close it in the background, keeps that close from racing the connection's.
     pub async fn close(&self) {
+        let retry_channels = std::mem::take(
+            &mut *self
+                .retry_channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for channel in retry_channels {
+            let _ = channel.close(200, "shutdown".into()).await;
+        }
         let _ = self.connection.close(200, "shutdown".into()).await;
     }
 

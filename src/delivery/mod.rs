@@ -179,12 +179,23 @@ impl Deliverer {
         &self.redactor
     }
 
-    /// Makes one attempt, waiting for a slot under the webhook's concurrency limit first.
-    pub async fn send_once(&self, request: &DeliveryRequest, number: u32) -> Attempt {
-        let _permit = match self.limits.get(&request.webhook.name) {
+    /// Waits for a slot under `webhook`'s concurrency limit; the slot is free again when the
+    /// returned permit is dropped.
+    async fn slot(&self, webhook: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.limits.get(webhook) {
             Some(limit) => limit.clone().acquire_owned().await.ok(),
             None => None,
-        };
+        }
+    }
+
+    /// Makes one attempt, waiting for a slot under the webhook's concurrency limit first.
+    pub async fn send_once(&self, request: &DeliveryRequest, number: u32) -> Attempt {
+        let _slot = self.slot(&request.webhook.name).await;
+        self.send_in_slot(request, number).await
+    }
+
+    /// Makes one attempt for a caller that already holds a slot from [`Deliverer::slot`].
+    async fn send_in_slot(&self, request: &DeliveryRequest, number: u32) -> Attempt {
         let webhook = &request.webhook;
         let method = reqwest::Method::from_bytes(webhook.method.as_str().as_bytes())
             .unwrap_or(reqwest::Method::POST);

@@ -74,9 +74,14 @@ pub(super) async fn deliver(
     }
     let breaker = deliverer.breaker(&request.webhook.name);
     loop {
+        // The slot first, then the circuit: a delivery that waited behind the webhook's
+        // concurrency limit must see the circuit as it is when its turn comes, not as it was
+        // before the deliveries ahead of it failed.
+        let slot = deliverer.slot(&request.webhook.name).await;
         if let Some(breaker) = breaker
             && let Admission::Rejected { retry_in } = breaker.admit()
         {
+            drop(slot);
             let first = first_failure.unwrap_or_else(SystemTime::now);
             let failing_for = SystemTime::now().duration_since(first).unwrap_or_default();
             if failing_for + retry_in >= settings.max_elapsed {
@@ -100,7 +105,8 @@ pub(super) async fn deliver(
             });
         }
         number += 1;
-        let attempt = deliverer.send_once(request, number).await;
+        let attempt = deliverer.send_in_slot(request, number).await;
+        drop(slot);
         log_attempt(request, &attempt);
         let failed = matches!(attempt.verdict, Verdict::Retry { .. });
         if let Some(breaker) = breaker

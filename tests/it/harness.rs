@@ -48,6 +48,7 @@ pub struct AppBuilder {
     listeners: usize,
     webhooks: Vec<String>,
     relay_extra: String,
+    amqp_extra: String,
     delivery: String,
     amqp_url: Option<String>,
     env: Vec<(String, String)>,
@@ -60,6 +61,7 @@ pub fn app(test: &str) -> AppBuilder {
         listeners: 1,
         webhooks: Vec::new(),
         relay_extra: String::new(),
+        amqp_extra: String::new(),
         delivery: r#"
 timeout = "5s"
 max_attempts = 4
@@ -99,6 +101,13 @@ impl AppBuilder {
         self
     }
 
+    /// Extra keys appended to the `[amqp]` table (e.g. `queue_type = "quorum"`).
+    pub fn amqp_extra(mut self, text: &str) -> Self {
+        self.amqp_extra.push_str(text);
+        self.amqp_extra.push('\n');
+        self
+    }
+
     /// Connects the worker through this URL (e.g. a proxy) instead of the broker directly.
     pub fn amqp_url(mut self, url: &str) -> Self {
         self.amqp_url = Some(url.to_string());
@@ -131,7 +140,7 @@ dead_letter_queue = "{prefix}.dlq"
 prefetch = 64
 reconnect_initial_backoff = "100ms"
 reconnect_max_backoff = "500ms"
-
+{amqp_extra}
 [delivery]
 {delivery}
 
@@ -142,6 +151,7 @@ ca_file = "ca.pem"
 allowed_ports = [{ports}]
 {extra}
 "#,
+            amqp_extra = self.amqp_extra,
             delivery = self.delivery,
             ports = ports.join(", "),
             extra = self.relay_extra,

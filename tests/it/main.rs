@@ -12,3 +12,4 @@ mod cli;
 mod delivery;
 mod process;
 mod resilience;
+mod retry;
