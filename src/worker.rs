@@ -21,6 +21,7 @@
 //! finished, close the connection so the broker redelivers the rest.
 
 use crate::amqp::{AmqpError, Broker, Inbound, topology};
+use crate::batch::{self, Batchers, Line};
 use crate::config::{Config, QueueType, Webhook};
 use crate::dead_letter;
 use crate::delivery::{Deliverer, DeliveryError, DeliveryRequest};
@@ -91,8 +92,27 @@ impl Stats {
 /// One config and everything built from it. Immutable; a reload makes a new one.
 struct Pipeline {
     config: Arc<Config>,
-    deliverer: Deliverer,
+    deliverer: Arc<Deliverer>,
+    batchers: Batchers,
     stats: Arc<Stats>,
+}
+
+impl Pipeline {
+    fn new(
+        config: Arc<Config>,
+        deliverer: Deliverer,
+        stats: Arc<Stats>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let deliverer = Arc::new(deliverer);
+        let batchers = Batchers::start(&config, deliverer.clone(), shutdown.clone());
+        Pipeline {
+            config,
+            deliverer,
+            batchers,
+            stats,
+        }
+    }
 }
 
 /// A request to reload: the new config, already loaded and validated by the caller.
@@ -116,11 +136,8 @@ pub async fn run_with_reloads(
     stats: Arc<Stats>,
     mut reloads: mpsc::Receiver<Reload>,
 ) -> Result<(), WorkerError> {
-    let pipeline = Arc::new(Pipeline {
-        deliverer: Deliverer::new(&config)?,
-        config,
-        stats: stats.clone(),
-    });
+    let deliverer = Deliverer::new(&config)?;
+    let pipeline = Arc::new(Pipeline::new(config, deliverer, stats.clone(), &shutdown));
     let (current, _) = watch::channel(pipeline);
     let tracker = TaskTracker::new();
     let mut reconnect = reconnect_schedule(&current.borrow().config);
@@ -180,7 +197,7 @@ pub async fn run_with_reloads(
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(new_config) = reloads.recv() => {
-                    reload(&broker, &current, new_config, &stats).await;
+                    reload(&broker, &current, new_config, &stats, &shutdown).await;
                     retries.reconcile(&broker, &current, &tracker, &connection_token).await;
                 }
                 next = messages.next() => match next {
@@ -247,6 +264,7 @@ async fn reload(
     current: &watch::Sender<Arc<Pipeline>>,
     config: Arc<Config>,
     stats: &Arc<Stats>,
+    shutdown: &CancellationToken,
 ) {
     let previous = current.borrow().clone();
     let deliverer = match Deliverer::reloaded(&config, &previous.deliverer) {
@@ -266,11 +284,12 @@ async fn reload(
         return;
     }
     let webhooks = config.webhooks.len();
-    current.send_replace(Arc::new(Pipeline {
+    current.send_replace(Arc::new(Pipeline::new(
         config,
         deliverer,
-        stats: stats.clone(),
-    }));
+        stats.clone(),
+        shutdown,
+    )));
     Stats::add(&stats.reloads, 1);
     tracing::info!(webhooks, "config reloaded");
 }
@@ -570,12 +589,27 @@ impl Pipeline {
                 last_status: None,
                 last_error: self.deliverer.redactor().scrub(&e.to_string()),
             }),
+            Ok(body) if webhook.batch.is_some() => match batch::to_line(&body) {
+                Err(failure) => Outcome::DeadLetter(Failure {
+                    attempts: prior.map_or(0, |p| p.attempts),
+                    ..failure
+                }),
+                Ok(text) => {
+                    let line = Line {
+                        text,
+                        event_id: event.id.clone(),
+                        prior,
+                    };
+                    self.batchers.submit(webhook, line).await
+                }
+            },
             Ok(body) => {
                 let request = DeliveryRequest {
                     webhook: webhook.clone(),
                     event_id: event.id.clone(),
                     body,
                     prior,
+                    batch_size: None,
                 };
                 self.deliverer.deliver(&request, cancel).await
             }

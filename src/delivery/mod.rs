@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub const USER_AGENT: &str = concat!("webhook-relay/", env!("CARGO_PKG_VERSION"));
 /// Header carrying the event identity.
 pub const EVENT_ID_HEADER: &str = "x-relay-event-id";
+/// Header carrying the number of events in a batch request.
+pub const BATCH_SIZE_HEADER: &str = "x-relay-batch-size";
 /// Header carrying the idempotency key (event identity + webhook name).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 /// How much of a response body is kept for errors and invocation data.
@@ -53,6 +55,9 @@ pub struct DeliveryRequest {
     pub body: String,
     /// Attempts made before this delivery came back from the retry queue, if it did.
     pub prior: Option<RetryState>,
+    /// For an NDJSON batch: how many events its lines carry. `event_id` then identifies the
+    /// batch, and the request carries `x-relay-batch-size` instead of `x-relay-event-id`.
+    pub batch_size: Option<usize>,
 }
 
 impl DeliveryRequest {
@@ -69,9 +74,20 @@ impl DeliveryRequest {
             .iter()
             .map(|h| (h.name.clone(), h.shown_value().to_string()))
             .collect();
-        out.push(("User-Agent".into(), USER_AGENT.into()));
-        out.push((IDEMPOTENCY_HEADER.into(), self.idempotency_key()));
-        out.push((EVENT_ID_HEADER.into(), header_safe(&self.event_id.0)));
+        out.extend(self.relay_headers());
+        out
+    }
+
+    /// The headers the relay adds to every request.
+    fn relay_headers(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("User-Agent".to_string(), USER_AGENT.to_string()),
+            (IDEMPOTENCY_HEADER.to_string(), self.idempotency_key()),
+        ];
+        match self.batch_size {
+            Some(n) => out.push((BATCH_SIZE_HEADER.to_string(), n.to_string())),
+            None => out.push((EVENT_ID_HEADER.to_string(), header_safe(&self.event_id.0))),
+        }
         out
     }
 }
@@ -195,10 +211,9 @@ impl Deliverer {
         for header in &webhook.headers {
             builder = builder.header(header.name.as_str(), header.value.expose().as_str());
         }
-        builder = builder
-            .header(reqwest::header::USER_AGENT, USER_AGENT)
-            .header(IDEMPOTENCY_HEADER, request.idempotency_key())
-            .header(EVENT_ID_HEADER, header_safe(&request.event_id.0));
+        for (name, value) in request.relay_headers() {
+            builder = builder.header(name, value);
+        }
         if !request.body.is_empty() {
             builder = builder.body(request.body.clone());
         }
