@@ -29,6 +29,7 @@ use crate::event::{self, Event};
 use crate::outcome::{Failure, Outcome, Reason};
 use crate::rules;
 use crate::settle::{self, Settled, WebhookOutcome};
+use crate::template::RenderInput;
 use backon::BackoffBuilder;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -448,8 +449,9 @@ impl Pipeline {
                 };
                 (None, vec![outcome])
             }
-            Ok(event) => {
-                let outcomes = self.deliver_to_matching(&event, &cancel).await;
+            Ok(mut event) => {
+                let input = take_render_input(&mut event);
+                let outcomes = self.deliver_to_matching(&event, &input, &cancel).await;
                 (Some(event.id), outcomes)
             }
         };
@@ -478,9 +480,12 @@ impl Pipeline {
                     last_error: invalid.to_string(),
                 }),
             ),
-            Ok(event) => {
+            Ok(mut event) => {
+                let input = take_render_input(&mut event);
                 let prior = dead_letter::retry_state(&inbound.properties);
-                let outcome = self.deliver_one(&hook, &event, prior, &cancel).await;
+                let outcome = self
+                    .deliver_one(&hook, &event, &input, prior, &cancel)
+                    .await;
                 (Some(event.id), outcome)
             }
         };
@@ -557,6 +562,7 @@ impl Pipeline {
     async fn deliver_to_matching(
         &self,
         event: &Event,
+        input: &RenderInput,
         cancel: &CancellationToken,
     ) -> Vec<WebhookOutcome> {
         let hooks = rules::matching(&self.config.webhooks, event);
@@ -566,7 +572,7 @@ impl Pipeline {
             return Vec::new();
         }
         let deliveries = hooks.into_iter().map(|webhook| async move {
-            let outcome = self.deliver_one(&webhook, event, None, cancel).await;
+            let outcome = self.deliver_one(&webhook, event, input, None, cancel).await;
             WebhookOutcome {
                 webhook: Some(webhook),
                 outcome,
@@ -579,10 +585,11 @@ impl Pipeline {
         &self,
         webhook: &Arc<Webhook>,
         event: &Event,
+        input: &RenderInput,
         prior: Option<crate::outcome::RetryState>,
         cancel: &CancellationToken,
     ) -> Outcome {
-        let outcome = match webhook.template.render(&event.raw) {
+        let outcome = match webhook.template.render_input(input) {
             Err(e) => Outcome::DeadLetter(Failure {
                 reason: Reason::RenderFailed,
                 attempts: prior.map_or(0, |p| p.attempts),
@@ -617,6 +624,13 @@ impl Pipeline {
         log_outcome(event, &webhook.name, &outcome);
         outcome
     }
+}
+
+/// Moves the event's JSON into a [`RenderInput`] without copying it; from here on only the
+/// typed view, trigger and id of `event` are used.
+fn take_render_input(event: &mut Event) -> RenderInput {
+    let raw = std::mem::replace(&mut event.raw, Arc::new(serde_json::Value::Null));
+    RenderInput::new(Arc::unwrap_or_clone(raw))
 }
 
 fn log_outcome(event: &Event, webhook: &str, outcome: &Outcome) {

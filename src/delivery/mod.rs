@@ -142,6 +142,8 @@ pub struct Deliverer {
     redactor: Redactor,
     limits: HashMap<String, Arc<Semaphore>>,
     breakers: HashMap<String, Arc<breaker::Breaker>>,
+    /// Each webhook's own headers, parsed once.
+    headers: HashMap<String, reqwest::header::HeaderMap>,
 }
 
 impl Deliverer {
@@ -165,11 +167,17 @@ impl Deliverer {
                 (w.name.clone(), Arc::new(breaker))
             })
             .collect();
+        let headers = config
+            .webhooks
+            .iter()
+            .filter_map(|w| Some((w.name.clone(), header_map(w)?)))
+            .collect();
         Ok(Deliverer {
             client,
             redactor: config.redactor.clone(),
             limits,
             breakers,
+            headers,
         })
     }
 
@@ -208,8 +216,14 @@ impl Deliverer {
             .client
             .request(method, webhook.url.expose().clone())
             .timeout(webhook.delivery.timeout);
-        for header in &webhook.headers {
-            builder = builder.header(header.name.as_str(), header.value.expose().as_str());
+        match self.headers.get(&webhook.name) {
+            Some(map) => builder = builder.headers(map.clone()),
+            // Not parseable up front: let reqwest report the bad header as a builder error.
+            None => {
+                for header in &webhook.headers {
+                    builder = builder.header(header.name.as_str(), header.value.expose().as_str());
+                }
+            }
         }
         for (name, value) in request.relay_headers() {
             builder = builder.header(name, value);
@@ -279,6 +293,18 @@ impl Deliverer {
     ) -> Outcome {
         retry::deliver(self, request, settings, cancel).await
     }
+}
+
+/// A webhook's headers as a ready header map, or `None` when one does not parse.
+fn header_map(webhook: &Webhook) -> Option<reqwest::header::HeaderMap> {
+    let mut map = reqwest::header::HeaderMap::with_capacity(webhook.headers.len());
+    for header in &webhook.headers {
+        let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        let mut value = reqwest::header::HeaderValue::from_str(header.value.expose()).ok()?;
+        value.set_sensitive(header.secret);
+        map.append(name, value);
+    }
+    Some(map)
 }
 
 /// Sends and keeps the first [`RESPONSE_BODY_LIMIT`] bytes of the response.
