@@ -174,6 +174,7 @@ pub async fn replay_one(
                 event_id: event.id.clone(),
                 body,
                 prior: None,
+                batch_size: None,
             };
             let mut settings = webhook.delivery;
             if let Some(attempts) = options.attempts {

@@ -10,6 +10,7 @@
 //! - [`validate`]: checks a document against the event JSON Schema (`publish`).
 //! - [`rules`]: which webhooks an event matches (pure, no I/O).
 //! - [`template`]: Handlebars bodies compiled at load, with JSON-aware escaping (pure).
+//! - [`batch`]: per-webhook NDJSON batching between template and delivery.
 //! - [`delivery`]: the HTTP client, one attempt, its classification and the retry loop.
 //! - [`outcome`]: how one delivery ended, and the dead-letter reasons.
 //! - [`dead_letter`]: dead-letter reasons and the headers a dead letter carries.
@@ -25,6 +26,7 @@
 //! - [`telemetry`]: the tracing subscriber.
 
 pub mod amqp;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dead_letter;

@@ -114,6 +114,21 @@ pub fn lint(config: &Config) -> Vec<Finding> {
                 ),
             ));
         }
+        if let Some(batch) = webhook.batch {
+            let in_flight = u32::from(config.amqp.prefetch).min(webhook.delivery.concurrency);
+            if batch.max_events > in_flight {
+                out.push(finding(
+                    Severity::Warning,
+                    "batch.max_events",
+                    format!(
+                        "{} is more than can be in flight at once (amqp.prefetch = {}, \
+                         delivery.concurrency = {}): such a batch could never fill and would wait \
+                         out linger every time, so the worker sends batches of {in_flight}",
+                        batch.max_events, config.amqp.prefetch, webhook.delivery.concurrency
+                    ),
+                ));
+            }
+        }
         for field in &webhook.inline_secrets {
             out.push(finding(
                 Severity::Warning,
@@ -338,6 +353,21 @@ mod tests {
             "{all:#?}"
         );
         assert!(!all.iter().any(|m| m.contains("abc123")), "{all:#?}");
+    }
+
+    #[test]
+    fn batches_that_cannot_fill_are_warned() {
+        let relay = "[amqp]\nprefetch = 100\n";
+        let config = config_with(
+            &hook("a", "{}", "[webhook.batch]\nmax_events = 200\n"),
+            relay,
+        );
+        let all = messages(&config);
+        assert!(
+            all.iter()
+                .any(|m| m.contains("batch.max_events: 200 is more than can be in flight")),
+            "{all:#?}"
+        );
     }
 
     #[test]

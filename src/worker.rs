@@ -21,6 +21,7 @@
 //! finished, close the connection so the broker redelivers the rest.
 
 use crate::amqp::{AmqpError, Broker, Inbound, topology};
+use crate::batch::{self, Batchers, Line};
 use crate::config::{Config, QueueType, Webhook};
 use crate::dead_letter;
 use crate::delivery::{Deliverer, DeliveryError, DeliveryRequest};
@@ -28,6 +29,7 @@ use crate::event::{self, Event};
 use crate::outcome::{Failure, Outcome, Reason};
 use crate::rules;
 use crate::settle::{self, Settled, WebhookOutcome};
+use crate::template::RenderInput;
 use backon::BackoffBuilder;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -91,8 +93,27 @@ impl Stats {
 /// One config and everything built from it. Immutable; a reload makes a new one.
 struct Pipeline {
     config: Arc<Config>,
-    deliverer: Deliverer,
+    deliverer: Arc<Deliverer>,
+    batchers: Batchers,
     stats: Arc<Stats>,
+}
+
+impl Pipeline {
+    fn new(
+        config: Arc<Config>,
+        deliverer: Deliverer,
+        stats: Arc<Stats>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let deliverer = Arc::new(deliverer);
+        let batchers = Batchers::start(&config, deliverer.clone(), shutdown.clone());
+        Pipeline {
+            config,
+            deliverer,
+            batchers,
+            stats,
+        }
+    }
 }
 
 /// A request to reload: the new config, already loaded and validated by the caller.
@@ -116,11 +137,8 @@ pub async fn run_with_reloads(
     stats: Arc<Stats>,
     mut reloads: mpsc::Receiver<Reload>,
 ) -> Result<(), WorkerError> {
-    let pipeline = Arc::new(Pipeline {
-        deliverer: Deliverer::new(&config)?,
-        config,
-        stats: stats.clone(),
-    });
+    let deliverer = Deliverer::new(&config)?;
+    let pipeline = Arc::new(Pipeline::new(config, deliverer, stats.clone(), &shutdown));
     let (current, _) = watch::channel(pipeline);
     let tracker = TaskTracker::new();
     let mut reconnect = reconnect_schedule(&current.borrow().config);
@@ -180,7 +198,7 @@ pub async fn run_with_reloads(
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(new_config) = reloads.recv() => {
-                    reload(&broker, &current, new_config, &stats).await;
+                    reload(&broker, &current, new_config, &stats, &shutdown).await;
                     retries.reconcile(&broker, &current, &tracker, &connection_token).await;
                 }
                 next = messages.next() => match next {
@@ -247,6 +265,7 @@ async fn reload(
     current: &watch::Sender<Arc<Pipeline>>,
     config: Arc<Config>,
     stats: &Arc<Stats>,
+    shutdown: &CancellationToken,
 ) {
     let previous = current.borrow().clone();
     let deliverer = match Deliverer::reloaded(&config, &previous.deliverer) {
@@ -266,11 +285,12 @@ async fn reload(
         return;
     }
     let webhooks = config.webhooks.len();
-    current.send_replace(Arc::new(Pipeline {
+    current.send_replace(Arc::new(Pipeline::new(
         config,
         deliverer,
-        stats: stats.clone(),
-    }));
+        stats.clone(),
+        shutdown,
+    )));
     Stats::add(&stats.reloads, 1);
     tracing::info!(webhooks, "config reloaded");
 }
@@ -429,8 +449,9 @@ impl Pipeline {
                 };
                 (None, vec![outcome])
             }
-            Ok(event) => {
-                let outcomes = self.deliver_to_matching(&event, &cancel).await;
+            Ok(mut event) => {
+                let input = take_render_input(&mut event);
+                let outcomes = self.deliver_to_matching(&event, &input, &cancel).await;
                 (Some(event.id), outcomes)
             }
         };
@@ -459,9 +480,12 @@ impl Pipeline {
                     last_error: invalid.to_string(),
                 }),
             ),
-            Ok(event) => {
+            Ok(mut event) => {
+                let input = take_render_input(&mut event);
                 let prior = dead_letter::retry_state(&inbound.properties);
-                let outcome = self.deliver_one(&hook, &event, prior, &cancel).await;
+                let outcome = self
+                    .deliver_one(&hook, &event, &input, prior, &cancel)
+                    .await;
                 (Some(event.id), outcome)
             }
         };
@@ -538,6 +562,7 @@ impl Pipeline {
     async fn deliver_to_matching(
         &self,
         event: &Event,
+        input: &RenderInput,
         cancel: &CancellationToken,
     ) -> Vec<WebhookOutcome> {
         let hooks = rules::matching(&self.config.webhooks, event);
@@ -547,7 +572,7 @@ impl Pipeline {
             return Vec::new();
         }
         let deliveries = hooks.into_iter().map(|webhook| async move {
-            let outcome = self.deliver_one(&webhook, event, None, cancel).await;
+            let outcome = self.deliver_one(&webhook, event, input, None, cancel).await;
             WebhookOutcome {
                 webhook: Some(webhook),
                 outcome,
@@ -560,22 +585,38 @@ impl Pipeline {
         &self,
         webhook: &Arc<Webhook>,
         event: &Event,
+        input: &RenderInput,
         prior: Option<crate::outcome::RetryState>,
         cancel: &CancellationToken,
     ) -> Outcome {
-        let outcome = match webhook.template.render(&event.raw) {
+        let outcome = match webhook.template.render_input(input) {
             Err(e) => Outcome::DeadLetter(Failure {
                 reason: Reason::RenderFailed,
                 attempts: prior.map_or(0, |p| p.attempts),
                 last_status: None,
                 last_error: self.deliverer.redactor().scrub(&e.to_string()),
             }),
+            Ok(body) if webhook.batch.is_some() => match batch::to_line(&body) {
+                Err(failure) => Outcome::DeadLetter(Failure {
+                    attempts: prior.map_or(0, |p| p.attempts),
+                    ..failure
+                }),
+                Ok(text) => {
+                    let line = Line {
+                        text,
+                        event_id: event.id.clone(),
+                        prior,
+                    };
+                    self.batchers.submit(webhook, line).await
+                }
+            },
             Ok(body) => {
                 let request = DeliveryRequest {
                     webhook: webhook.clone(),
                     event_id: event.id.clone(),
                     body,
                     prior,
+                    batch_size: None,
                 };
                 self.deliverer.deliver(&request, cancel).await
             }
@@ -583,6 +624,13 @@ impl Pipeline {
         log_outcome(event, &webhook.name, &outcome);
         outcome
     }
+}
+
+/// Moves the event's JSON into a [`RenderInput`] without copying it; from here on only the
+/// typed view, trigger and id of `event` are used.
+fn take_render_input(event: &mut Event) -> RenderInput {
+    let raw = std::mem::replace(&mut event.raw, Arc::new(serde_json::Value::Null));
+    RenderInput::new(Arc::unwrap_or_clone(raw))
 }
 
 fn log_outcome(event: &Event, webhook: &str, outcome: &Outcome) {

@@ -136,6 +136,7 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
         event_id: event.id.clone(),
         body: body.unwrap_or_default().to_string(),
         prior: None,
+        batch_size: None,
     };
     let headers = request.shown_headers();
     if json {

@@ -149,6 +149,7 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
         event_id: input.event.id.clone(),
         body,
         prior: None,
+        batch_size: None,
     };
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut delays = Backoff::new(&crate::config::DeliverySettings {

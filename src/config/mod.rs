@@ -19,7 +19,8 @@ pub use relay::{
     DeliveryOverrides, DeliverySettings, Policy, QueueType, RABBITMQ_DEFAULT_CONSUMER_TIMEOUT,
 };
 pub use webhook::{
-    Filters, Header, Method, Status, Webhook, WebhookUrl, is_json_content_type, valid_name,
+    BatchSettings, ByteSize, Filters, Header, MAX_BATCH_BYTES, MAX_LINE_BYTES, Method, Status,
+    Webhook, WebhookUrl, is_json_content_type, valid_name,
 };
 
 use crate::redact::{self, Redactor, Secret};

@@ -123,6 +123,96 @@ pub(crate) struct WebhookSpec {
     pub filters: Filters,
     #[serde(default)]
     pub delivery: DeliveryOverrides,
+    pub batch: Option<BatchSpec>,
+}
+
+/// `[webhook.batch]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchSpec {
+    #[serde(default = "default_max_events")]
+    pub max_events: u32,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    #[serde(default = "default_linger", with = "super::duration")]
+    pub linger: Duration,
+}
+
+fn default_max_events() -> u32 {
+    200
+}
+
+fn default_max_bytes() -> ByteSize {
+    ByteSize(5 * 1024 * 1024)
+}
+
+fn default_linger() -> Duration {
+    Duration::from_millis(200)
+}
+
+/// A size in bytes, written as a number or with a unit: `"5MiB"`, `"500KB"`, `"10MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"5MiB"`, `"500 KB"`, `"1048576"` (KB/MB are powers of 1000, KiB/MiB of 1024).
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size; write it like \"5MiB\" or \"500KB\""))?;
+        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1000,
+            "kib" => 1024,
+            "mb" => 1000 * 1000,
+            "mib" => 1024 * 1024,
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{other}`; use B, KB, KiB, MB or MiB"
+                ));
+            }
+        };
+        number
+            .checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The largest request body Logz.io's listener takes (10 MB); a batch must stay below it.
+pub const MAX_BATCH_BYTES: u64 = 10 * 1024 * 1024;
+/// The largest line Logz.io's listener takes.
+pub const MAX_LINE_BYTES: usize = 500_000;
+
+/// `[webhook.batch]`, validated: several rendered bodies sent as one NDJSON request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Events per request, at most.
+    pub max_events: u32,
+    /// Bytes per request, at most.
+    pub max_bytes: u64,
+    /// Longest wait for a batch to fill before it is sent anyway.
+    pub linger: Duration,
 }
 
 /// A webhook URL: the full URL (secret: it may carry a token) and its redacted form.
@@ -208,6 +298,8 @@ pub struct Webhook {
     pub delivery: DeliverySettings,
     /// The file it came from.
     pub source: PathBuf,
+    /// Set when the webhook sends its events in NDJSON batches.
+    pub batch: Option<BatchSettings>,
     /// Fields that hold a secret written into the file instead of taken from `${VAR}`, e.g.
     /// `url (query parameter token)` or `headers.Authorization`. `check` warns about them.
     pub inline_secrets: Vec<String>,
@@ -426,6 +518,36 @@ pub(crate) fn validate(
         }
     });
 
+    let batch = spec.batch.as_ref().map(|b| BatchSettings {
+        max_events: b.max_events,
+        max_bytes: b.max_bytes.0,
+        linger: b.linger,
+    });
+    if let Some(b) = &batch {
+        if b.max_events == 0 {
+            problems.push(problem("batch.max_events", "must be at least 1".into()));
+        }
+        if b.max_bytes < MAX_LINE_BYTES as u64 || b.max_bytes > MAX_BATCH_BYTES {
+            problems.push(problem(
+                "batch.max_bytes",
+                format!(
+                    "must be between 500KB (one line's limit) and 10MiB (Logz.io takes at most \
+                     10 MB per request), not {} bytes",
+                    b.max_bytes
+                ),
+            ));
+        }
+        if b.linger.is_zero() {
+            problems.push(problem("batch.linger", "must be greater than 0".into()));
+        }
+        if !json_body {
+            problems.push(problem(
+                "batch",
+                "batches are NDJSON: each body must be a JSON document, so Content-Type must be JSON"
+                    .into(),
+            ));
+        }
+    }
     let delivery = ctx.defaults.with(&spec.delivery);
     for (field, message) in delivery.problems(ctx.consumer_timeout) {
         problems.push(problem(&format!("delivery.{field}"), message));
@@ -448,6 +570,7 @@ pub(crate) fn validate(
                     json_body,
                     delivery,
                     source: file.to_path_buf(),
+                    batch,
                     inline_secrets,
                 },
                 secrets,
@@ -545,6 +668,20 @@ mod tests {
         };
         assert!(check_url("http://h/", &lax).is_ok());
         assert!(check_url("ftp://h/", &lax).unwrap_err().contains("scheme"));
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(ByteSize::parse("5MiB"), Ok(ByteSize(5 * 1024 * 1024)));
+        assert_eq!(ByteSize::parse("500KB"), Ok(ByteSize(500_000)));
+        assert_eq!(ByteSize::parse("42"), Ok(ByteSize(42)));
+        assert_eq!(ByteSize::parse("1 MB"), Ok(ByteSize(1_000_000)));
+        assert!(
+            ByteSize::parse("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(ByteSize::parse("MiB").unwrap_err().contains("not a size"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub const USER_AGENT: &str = concat!("webhook-relay/", env!("CARGO_PKG_VERSION"));
 /// Header carrying the event identity.
 pub const EVENT_ID_HEADER: &str = "x-relay-event-id";
+/// Header carrying the number of events in a batch request.
+pub const BATCH_SIZE_HEADER: &str = "x-relay-batch-size";
 /// Header carrying the idempotency key (event identity + webhook name).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 /// How much of a response body is kept for errors and invocation data.
@@ -53,6 +55,9 @@ pub struct DeliveryRequest {
     pub body: String,
     /// Attempts made before this delivery came back from the retry queue, if it did.
     pub prior: Option<RetryState>,
+    /// For an NDJSON batch: how many events its lines carry. `event_id` then identifies the
+    /// batch, and the request carries `x-relay-batch-size` instead of `x-relay-event-id`.
+    pub batch_size: Option<usize>,
 }
 
 impl DeliveryRequest {
@@ -69,9 +74,20 @@ impl DeliveryRequest {
             .iter()
             .map(|h| (h.name.clone(), h.shown_value().to_string()))
             .collect();
-        out.push(("User-Agent".into(), USER_AGENT.into()));
-        out.push((IDEMPOTENCY_HEADER.into(), self.idempotency_key()));
-        out.push((EVENT_ID_HEADER.into(), header_safe(&self.event_id.0)));
+        out.extend(self.relay_headers());
+        out
+    }
+
+    /// The headers the relay adds to every request.
+    fn relay_headers(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("User-Agent".to_string(), USER_AGENT.to_string()),
+            (IDEMPOTENCY_HEADER.to_string(), self.idempotency_key()),
+        ];
+        match self.batch_size {
+            Some(n) => out.push((BATCH_SIZE_HEADER.to_string(), n.to_string())),
+            None => out.push((EVENT_ID_HEADER.to_string(), header_safe(&self.event_id.0))),
+        }
         out
     }
 }
@@ -126,6 +142,8 @@ pub struct Deliverer {
     redactor: Redactor,
     limits: HashMap<String, Arc<Semaphore>>,
     breakers: HashMap<String, Arc<breaker::Breaker>>,
+    /// Each webhook's own headers, parsed once.
+    headers: HashMap<String, reqwest::header::HeaderMap>,
 }
 
 impl Deliverer {
@@ -149,11 +167,17 @@ impl Deliverer {
                 (w.name.clone(), Arc::new(breaker))
             })
             .collect();
+        let headers = config
+            .webhooks
+            .iter()
+            .filter_map(|w| Some((w.name.clone(), header_map(w)?)))
+            .collect();
         Ok(Deliverer {
             client,
             redactor: config.redactor.clone(),
             limits,
             breakers,
+            headers,
         })
     }
 
@@ -203,13 +227,18 @@ impl Deliverer {
             .client
             .request(method, webhook.url.expose().clone())
             .timeout(webhook.delivery.timeout);
-        for header in &webhook.headers {
-            builder = builder.header(header.name.as_str(), header.value.expose().as_str());
+        match self.headers.get(&webhook.name) {
+            Some(map) => builder = builder.headers(map.clone()),
+            // Not parseable up front: let reqwest report the bad header as a builder error.
+            None => {
+                for header in &webhook.headers {
+                    builder = builder.header(header.name.as_str(), header.value.expose().as_str());
+                }
+            }
         }
-        builder = builder
-            .header(reqwest::header::USER_AGENT, USER_AGENT)
-            .header(IDEMPOTENCY_HEADER, request.idempotency_key())
-            .header(EVENT_ID_HEADER, header_safe(&request.event_id.0));
+        for (name, value) in request.relay_headers() {
+            builder = builder.header(name, value);
+        }
         if !request.body.is_empty() {
             builder = builder.body(request.body.clone());
         }
@@ -275,6 +304,18 @@ impl Deliverer {
     ) -> Outcome {
         retry::deliver(self, request, settings, cancel).await
     }
+}
+
+/// A webhook's headers as a ready header map, or `None` when one does not parse.
+fn header_map(webhook: &Webhook) -> Option<reqwest::header::HeaderMap> {
+    let mut map = reqwest::header::HeaderMap::with_capacity(webhook.headers.len());
+    for header in &webhook.headers {
+        let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        let mut value = reqwest::header::HeaderValue::from_str(header.value.expose()).ok()?;
+        value.set_sensitive(header.secret);
+        map.append(name, value);
+    }
+    Some(map)
 }
 
 /// Sends and keeps the first [`RESPONSE_BODY_LIMIT`] bytes of the response.

@@ -72,6 +72,23 @@ pub use escape::escape_json_string;
 /// Name the compiled template is registered under in its registry.
 const BODY: &str = "body";
 
+/// An event prepared for rendering, built once per event (it takes the JSON by value, so
+/// nothing is copied) and shared by the templates of every webhook it matched.
+pub struct RenderInput(Context);
+
+impl RenderInput {
+    /// Prepares `event` for rendering.
+    pub fn new(event: serde_json::Value) -> Self {
+        RenderInput(Context::from(event))
+    }
+}
+
+impl std::fmt::Debug for RenderInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenderInput")
+    }
+}
+
 /// A compiled body template for one webhook.
 ///
 /// Holds its own Handlebars registry with the template already parsed and rewritten, so
@@ -140,15 +157,20 @@ impl Template {
     /// A [`RenderError`] for a missing path in strict mode, a helper error, a name used as an
     /// array index, and, with `json: true`, a body that does not parse as JSON.
     pub fn render(&self, event: &serde_json::Value) -> Result<String, RenderError> {
-        let context = Context::from(event.clone());
+        self.render_input(&RenderInput::new(event.clone()))
+    }
+
+    /// [`Template::render`] for an event already prepared: the hot path, where one
+    /// [`RenderInput`] serves every webhook the event matched.
+    pub fn render_input(&self, input: &RenderInput) -> Result<String, RenderError> {
         let body = self
             .registry
-            .render_with_context(BODY, &context)
+            .render_with_context(BODY, &input.0)
             .map_err(render_error)?;
-        if self.options.json {
-            if let Err(e) = serde_json::from_str::<serde_json::Value>(&body) {
-                return Err(RenderError(format!("body is not valid JSON: {e}")));
-            }
+        if self.options.json
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&body)
+        {
+            return Err(RenderError(format!("body is not valid JSON: {e}")));
         }
         Ok(body)
     }

@@ -9,6 +9,7 @@ mod binary;
 mod harness;
 
 mod cli;
+mod batch;
 mod delivery;
 mod process;
 mod resilience;
