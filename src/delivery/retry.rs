@@ -10,6 +10,9 @@ use backon::BackoffBuilder;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
+/// Shortest wait for a concurrency slot, and shortest park delay.
+const MIN_SLOT_WAIT: Duration = Duration::from_millis(10);
+
 /// The delays between attempts of one delivery: exponential from `initial_backoff`, with
 /// jitter, each capped at `max_backoff`. A pure iterator, so the maths is unit-tested.
 pub struct Backoff {
@@ -77,14 +80,39 @@ pub(super) async fn deliver(
         // The slot first, then the circuit: a delivery that waited behind the webhook's
         // concurrency limit must see the circuit as it is when its turn comes, not as it was
         // before the deliveries ahead of it failed.
-        let slot = deliverer.slot(&request.webhook.name).await;
+        // Waiting for a slot counts against the retry window too: a slow endpoint must not
+        // hold the input event longer than an attempt that fails would.
+        let wait = settings
+            .retry_window
+            .saturating_sub(window_started.elapsed())
+            .max(MIN_SLOT_WAIT);
+        let slot = tokio::select! {
+            slot = tokio::time::timeout(wait, deliverer.slot(&request.webhook.name)) => slot.ok(),
+            _ = cancel.cancelled() => None,
+        };
+        let Some(slot) = slot else {
+            let first = first_failure.unwrap_or_else(SystemTime::now);
+            return Outcome::Park(Parked {
+                state: RetryState {
+                    attempts: number,
+                    first_failure: first,
+                },
+                next_delay: settings.initial_backoff,
+                last_status: None,
+                last_error: "no free slot under delivery.concurrency within retry_window: the \
+                             endpoint is slow"
+                    .into(),
+            });
+        };
         if let Some(breaker) = breaker
             && let Admission::Rejected { retry_in } = breaker.admit()
         {
             drop(slot);
             let first = first_failure.unwrap_or_else(SystemTime::now);
+            // Only the delivery's own failing time counts: an open circuit says the endpoint
+            // is down, not that this delivery has used up its budget.
             let failing_for = SystemTime::now().duration_since(first).unwrap_or_default();
-            if failing_for + retry_in >= settings.max_elapsed {
+            let Some(left) = settings.max_elapsed.checked_sub(failing_for) else {
                 return Outcome::DeadLetter(Failure {
                     reason: Reason::DeliveryFailed,
                     attempts: number,
@@ -92,13 +120,13 @@ pub(super) async fn deliver(
                     last_error: "circuit open until max_elapsed ran out: the endpoint kept failing"
                         .into(),
                 });
-            }
+            };
             return Outcome::Park(Parked {
                 state: RetryState {
                     attempts: number,
                     first_failure: first,
                 },
-                next_delay: retry_in,
+                next_delay: retry_in.min(left).max(MIN_SLOT_WAIT),
                 last_status: None,
                 last_error: "circuit open: the endpoint failed repeatedly; waiting for a probe"
                     .into(),
