@@ -6,17 +6,36 @@ use crate::common::{
     wait_progress,
 };
 use crate::harness::app;
+use crate::support::logzio::Scripted;
 use std::time::{Duration, Instant};
 use webhook_relay::worker::Stats;
 
-const ONE_HOOK: &str = r#"
+/// `steady` is slow but answers; `recovering` refuses its first requests, so that at each
+/// disruption some of its deliveries wait on its retry path (in TTL wait queues).
+const TWO_HOOKS: &str = r#"
 [[webhook]]
 name = "steady"
 url = "@URL0@"
 headers = { X-Chaos-Worker = "${CHAOS_WORKER}" }
 triggers = ["RequestApproved"]
 body_template = '{"id": "{{ data.id }}"}'
+
+[[webhook]]
+name = "recovering"
+url = "@URL1@"
+headers = { X-Chaos-Worker = "${CHAOS_WORKER}" }
+triggers = ["RequestApproved"]
+body_template = '{"id": "{{ data.id }}"}'
+[webhook.delivery]
+max_attempts = 30
+initial_backoff = "500ms"
+max_backoff = "1s"
+retry_window = "200ms"
+circuit_failures = 0
 "#;
+
+/// How many requests `recovering` answers with 503 before it recovers.
+const REFUSED: usize = 3000;
 
 const STEADY_DELIVERY: &str = r#"
 timeout = "5s"
@@ -34,8 +53,9 @@ const PREFETCH: usize = 32;
 const DISRUPTION_DUPLICATE_BOUND: usize = PREFETCH + PREFETCH;
 
 /// Scenario 3: during a run of 5,000 events the broker closes every connection
-/// (`rabbitmqctl close_all_connections`), later its app stops and starts again. Nothing is
-/// lost and the worker resumes by itself each time.
+/// (`rabbitmqctl close_all_connections`), later its app stops and starts again, while one
+/// webhook's deliveries are in flight and another's wait on its retry path. Nothing is lost
+/// and the worker resumes by itself each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost() {
     scenario("3 broker connections closed and app restarted", async {
@@ -44,13 +64,17 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
         };
         const N: usize = 5000;
         let mut app = app("chaos-broker")
-            .webhook(ONE_HOOK)
+            .listeners(2)
+            .webhook(TWO_HOOKS)
             .delivery(STEADY_DELIVERY)
             .env("CHAOS_WORKER", "in-process")
             .env("RELAY__AMQP__PREFETCH", &PREFETCH.to_string())
             .build()
             .await;
-        app.listener().set_delay(Duration::from_millis(30));
+        app.listeners[0].set_delay(Duration::from_millis(30));
+        for _ in 0..REFUSED {
+            app.listeners[1].push_response(Scripted::status(503));
+        }
         let (ids, messages) = approvals("broker", N);
         publish_bulk(&app, &messages).await;
         let started = Instant::now();
@@ -85,6 +109,11 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
         );
 
         let stopped = BrokerAppStopped::stop(&rabbitmqctl).await;
+        let refused_at_stop = app.listeners[1]
+            .requests()
+            .iter()
+            .filter(|r| r.status == 503)
+            .count();
         let stopped_at = delivered(listener, |_| true).len();
         tokio::time::sleep(Duration::from_secs(1)).await;
         stopped.start().await;
@@ -98,7 +127,7 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         println!(
-            "[chaos]   worker reconnected after stop_app/start_app ({stopped_at} events delivered at the stop)"
+            "[chaos]   worker reconnected after stop_app/start_app ({stopped_at} events delivered at the stop; `recovering` had refused {refused_at_stop} requests)"
         );
         assert!(
             !app.worker.as_ref().unwrap().handle.is_finished(),
@@ -107,19 +136,20 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
 
         let listener = app.listener();
         let got = wait_delivered(listener, &ids, |_| true, Duration::from_secs(40)).await;
-        let dups = assert_all_and_report(
-            "3 broker restart",
-            "steady",
-            &ids,
-            &got,
-            &got,
-        );
+        let dups = assert_all_and_report("3 broker restart", "steady", &ids, &got, &got);
+        let got = wait_delivered(&app.listeners[1], &ids, |_| true, Duration::from_secs(40)).await;
+        let dups_recovering =
+            assert_all_and_report("3 broker restart", "recovering", &ids, &got, &got);
         println!(
             "[chaos]   3 broker restart: all {N} in {:.1}s over {} connections; {dups} duplicates (bound 2 × {DISRUPTION_DUPLICATE_BOUND})",
             started.elapsed().as_secs_f64(),
             Stats::get(&stats.connections)
         );
         assert!(dups <= 2 * DISRUPTION_DUPLICATE_BOUND, "{dups} duplicates");
+        assert!(
+            dups_recovering <= 2 * DISRUPTION_DUPLICATE_BOUND,
+            "{dups_recovering} duplicates to `recovering`"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.stop_worker().await;
         assert_settled(&app, 0).await;

@@ -157,7 +157,9 @@ fn bad_cases() -> Vec<Case> {
         Expect::InvalidEvent,
     ));
 
-    // 50 MB: a JSON object that parses, with an unknown event type.
+    // 50 MB: a JSON object that parses, with an unknown event type. RabbitMQ's default
+    // max_message_size is 128 MB (3.10 and later), so the broker takes it; the dead letter
+    // carries the same 50 MB.
     let padding = "x".repeat(50 * 1024 * 1024);
     cases.push(raw(
         "bad-50mb".into(),

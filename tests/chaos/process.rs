@@ -146,13 +146,18 @@ async fn sigkill_mid_run_then_restart_loses_nothing() {
     .await;
 }
 
-/// Scenario 4: two workers on one queue, one SIGKILLed half-way. Nothing is lost; the
-/// survivor takes over what the killed one held.
+/// Scenario 4: two workers on one (quorum) queue, one SIGKILLed half-way. Nothing is lost;
+/// the survivor takes over what the killed one held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_one_killed_half_way_loses_nothing() {
     scenario("4 two workers, one killed", async {
         const N: usize = 4000;
-        let app = slow_app("chaos-two").build().await;
+        // Quorum queues here (classic in the other scenarios): the broker counts redeliveries,
+        // and a kill must not push an event over the redelivery limit.
+        let app = slow_app("chaos-two")
+            .env("RELAY__AMQP__QUEUE_TYPE", "quorum")
+            .build()
+            .await;
         let listener = app.listener();
         listener.set_delay(SLOW);
         let (ids, messages) = approvals("two", N);
