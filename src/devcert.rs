@@ -54,6 +54,11 @@ pub enum DevCertError {
 pub struct DevCert {
     /// PEM of the CA certificate: the only thing a client needs.
     ca_pem: String,
+    /// PEM of the server certificate followed by the CA certificate (the chain a server
+    /// presents), for servers configured from files such as nginx.
+    cert_pem: String,
+    /// PEM (PKCS#8) of the server's private key. Never printed by `Debug`.
+    key_pem: String,
     /// Ready-made server config (built once, so every accept shares it).
     server_config: Arc<ServerConfig>,
 }
@@ -111,8 +116,11 @@ impl DevCert {
             .map_err(DevCertError::Tls)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
 
+        let ca_pem = ca.pem();
         Ok(DevCert {
-            ca_pem: ca.pem(),
+            cert_pem: format!("{}{ca_pem}", server_cert.pem()),
+            key_pem: server_key.serialize_pem(),
+            ca_pem,
             server_config: Arc::new(config),
         })
     }
@@ -120,6 +128,18 @@ impl DevCert {
     /// PEM of the CA certificate: what a client adds as an extra trusted root.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// PEM of the server certificate chain: the leaf for `127.0.0.1` and `localhost`, then
+    /// the CA. What a server configured from files presents (nginx `ssl_certificate`).
+    pub fn cert_pem(&self) -> String {
+        self.cert_pem.clone()
+    }
+
+    /// PEM (PKCS#8) of the server certificate's private key (nginx `ssl_certificate_key`).
+    /// Throwaway like everything here; write it only to a private temp dir.
+    pub fn key_pem(&self) -> String {
+        self.key_pem.clone()
     }
 
     /// The rustls server configuration presenting the server certificate (and the CA, as
@@ -155,6 +175,28 @@ mod tests {
         assert!(cert.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         let config = cert.server_config();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn cert_pem_is_the_chain_and_key_pem_its_key() {
+        use rustls::pki_types::pem::PemObject;
+        let cert = DevCert::generate().expect("generate");
+        let chain_pem = cert.cert_pem();
+        // The leaf first, the CA last.
+        assert!(chain_pem.ends_with(cert.ca_pem()));
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("chain PEM");
+        assert_eq!(chain.len(), 2);
+        let key_pem = cert.key_pem();
+        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+        let provider = rustls::crypto::ring::default_provider();
+        let certified =
+            rustls::sign::CertifiedKey::from_der(chain, key, &provider).expect("key loads");
+        certified.keys_match().expect("the key is the leaf's");
+        assert!(!format!("{cert:?}").contains("PRIVATE KEY"));
     }
 
     #[test]
