@@ -184,6 +184,7 @@ pub async fn run_with_reloads(
             "consuming"
         );
         let mut retries = RetryConsumers::default();
+        let lost_retry_consumer = retries.lost.clone();
         retries
             .reconcile(&broker, &current, &tracker, &connection_token)
             .await;
@@ -197,6 +198,7 @@ pub async fn run_with_reloads(
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = lost_retry_consumer.notified() => break,
                 Some(new_config) = reloads.recv() => {
                     reload(&broker, &current, new_config, &stats, &shutdown).await;
                     retries.reconcile(&broker, &current, &tracker, &connection_token).await;
@@ -308,6 +310,9 @@ fn reconnect_schedule(config: &Config) -> impl Iterator<Item = Duration> + use<>
 #[derive(Default)]
 struct RetryConsumers {
     running: HashMap<String, CancellationToken>,
+    /// Woken when the broker ends a retry consumer that was not asked to stop (its queue was
+    /// deleted, its channel failed): the run loop then reconnects, which starts it again.
+    lost: Arc<tokio::sync::Notify>,
 }
 
 impl RetryConsumers {
@@ -355,6 +360,7 @@ impl RetryConsumers {
             let tracker_inner = tracker.clone();
             let name = name.to_string();
             let connection = connection.clone();
+            let lost = self.lost.clone();
             tracker.spawn(async move {
                 let mut consumer = consumer;
                 loop {
@@ -373,7 +379,11 @@ impl RetryConsumers {
                                     pipeline.handle_retry(inbound, &name, token).await
                                 });
                             }
-                            _ => break,
+                            _ => {
+                                tracing::warn!(webhook = %name, "retry consumer ended by the broker; reconnecting");
+                                lost.notify_one();
+                                break;
+                            }
                         },
                     }
                 }

@@ -34,6 +34,10 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use std::time::Duration;
 
+/// How long a close or cancel may wait for the broker's answer: a broker that went away
+/// must not hold up shutdown.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long connecting may take before it counts as a failure.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -429,9 +433,11 @@ impl Broker {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         for channel in retry_channels {
-            let _ = channel.close(200, "shutdown".into()).await;
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "shutdown".into())).await;
         }
-        let _ = self.connection.close(200, "shutdown".into()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.connection.close(200, "shutdown".into()))
+            .await;
     }
 
     /// Takes one message from `queue` without acking it (`basic.get`); it goes back to the
@@ -603,13 +609,11 @@ pub struct RetryConsumer {
 impl RetryConsumer {
     /// Asks the broker to stop sending; messages already received can still be settled.
     pub async fn cancel(&self) {
-        let _ = self
-            .channel
-            .basic_cancel(
-                self.tag.as_str().into(),
-                lapin::options::BasicCancelOptions::default(),
-            )
-            .await;
+        let cancel = self.channel.basic_cancel(
+            self.tag.as_str().into(),
+            lapin::options::BasicCancelOptions::default(),
+        );
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, cancel).await;
     }
 }
 

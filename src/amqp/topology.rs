@@ -44,8 +44,8 @@ pub fn tiers(settings: &DeliverySettings) -> Vec<Duration> {
     out
 }
 
-/// The wait queue for a wanted `delay`: the longest tier not above it (the shortest tier when
-/// the delay is shorter than every tier).
+/// The wait queue for a wanted `delay`: the shortest tier not below it (the longest tier when
+/// the delay is longer than every tier), so a delivery never comes back before it is due.
 pub fn wait_queue_for(
     input_queue: &str,
     webhook: &str,
@@ -55,11 +55,10 @@ pub fn wait_queue_for(
     let tiers = tiers(settings);
     let tier = tiers
         .iter()
-        .rev()
-        .find(|t| **t <= delay)
-        .or(tiers.first())
+        .find(|t| **t >= delay)
+        .or(tiers.last())
         .copied()
-        .unwrap_or(settings.initial_backoff);
+        .unwrap_or(settings.max_backoff);
     wait_queue(input_queue, webhook, tier)
 }
 
@@ -118,11 +117,11 @@ mod tests {
     }
 
     #[test]
-    fn a_delay_goes_to_the_longest_tier_not_above_it() {
+    fn a_delay_goes_to_the_shortest_tier_not_below_it() {
         let s = settings(500, 5000);
         let name = |ms| wait_queue_for("in", "hook", &s, Duration::from_millis(ms));
         assert_eq!(name(100), "in.retry.hook.wait-500ms");
-        assert_eq!(name(1500), "in.retry.hook.wait-1000ms");
+        assert_eq!(name(1500), "in.retry.hook.wait-2000ms");
         assert_eq!(name(4000), "in.retry.hook.wait-4000ms");
         assert_eq!(name(60_000), "in.retry.hook.wait-5000ms");
         assert_eq!(retry_queue("in", "hook"), "in.retry.hook");

@@ -150,11 +150,18 @@ ca_file = "ca.pem"
 [policy]
 allowed_ports = [{ports}]
 {extra}
+{shutdown}
 "#,
             amqp_extra = self.amqp_extra,
             delivery = self.delivery,
             ports = ports.join(", "),
             extra = self.relay_extra,
+            // A short grace, so a stuck test shows within the harness's own stop timeout.
+            shutdown = if self.relay_extra.contains("[shutdown]") {
+                ""
+            } else {
+                "[shutdown]\ngrace = \"10s\"\n"
+            },
         );
         std::fs::write(dir.path().join("relay.toml"), relay).unwrap();
         std::fs::create_dir(dir.path().join("webhooks")).unwrap();

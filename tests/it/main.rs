@@ -8,8 +8,8 @@ mod support;
 mod binary;
 mod harness;
 
-mod cli;
 mod batch;
+mod cli;
 mod delivery;
 mod process;
 mod resilience;

@@ -1,0 +1,377 @@
+//! What every chaos scenario shares: one scenario at a time, bulk publishing with pipelined
+//! confirms, counting deliveries per event id, and driving the broker with `rabbitmqctl`.
+
+use crate::harness::{TestApp, rabbitmq_url, sample_with};
+use crate::support::logzio::{LocalLogzio, Received};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use webhook_relay::amqp::Broker;
+use webhook_relay::event::Trigger;
+
+/// No scenario may take longer than this (each is meant to stay well under a minute).
+const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
+
+/// Some scenarios stop the broker or close all its connections, and all of them load the
+/// machine: they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The header each worker process adds to its requests (`CHAOS_WORKER`), so the listener can
+/// tell which process sent what.
+pub const WORKER_HEADER: &str = "x-chaos-worker";
+
+/// Runs one scenario alone, bounded by [`SCENARIO_LIMIT`], and prints how long it took.
+pub async fn scenario(name: &str, body: impl Future<Output = ()>) {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    println!("[chaos] {name}: started");
+    if tokio::time::timeout(SCENARIO_LIMIT, body).await.is_err() {
+        panic!("[chaos] {name}: still running after {SCENARIO_LIMIT:?}");
+    }
+    println!(
+        "[chaos] {name}: passed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// One message to publish.
+pub struct Outgoing {
+    /// The bytes, as published.
+    pub body: Vec<u8>,
+    /// The routing key on the test's exchange.
+    pub routing_key: String,
+    /// The AMQP `message_id`, which is also the event id the worker uses.
+    pub message_id: String,
+}
+
+/// `n` approvals with message ids (so event ids) `{prefix}-{i}`, and those ids.
+pub fn approvals(prefix: &str, n: usize) -> (Vec<String>, Vec<Outgoing>) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let messages = ids.iter().map(|id| approval(id)).collect();
+    (ids, messages)
+}
+
+/// One approval with message id `id` (also its `data.id`).
+pub fn approval(id: &str) -> Outgoing {
+    let event = sample_with(Trigger::RequestApproved, |e| {
+        e["data"]["id"] = id.into();
+    });
+    Outgoing {
+        body: event.to_string().into_bytes(),
+        routing_key: "RequestApproved".into(),
+        message_id: id.to_string(),
+    }
+}
+
+/// Publishes every message persistent and mandatory on its own connection, with the
+/// confirms pipelined: everything is sent first, then every confirm is awaited. Panics on a
+/// nack or an unroutable message.
+pub async fn publish_bulk(app: &TestApp, messages: &[Outgoing]) {
+    let started = Instant::now();
+    let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
+        .await
+        .expect("publisher connection");
+    let channel = connection
+        .create_channel()
+        .await
+        .expect("publisher channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let exchange = app.config.amqp.exchange.as_str();
+    let mut confirms = Vec::with_capacity(messages.len());
+    for message in messages {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(message.message_id.as_str().into());
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                message.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &message.body,
+                properties,
+            )
+            .await
+            .expect("basic.publish");
+        confirms.push(confirm);
+    }
+    let results = futures_util::future::join_all(confirms).await;
+    for (message, result) in messages.iter().zip(results) {
+        match result {
+            Ok(Confirmation::Ack(None)) => {}
+            other => panic!(
+                "publishing {} was not confirmed: {other:?}",
+                message.message_id
+            ),
+        }
+    }
+    let _ = connection.close(200, "published".into()).await;
+    println!(
+        "[chaos]   published {} messages in {:.2}s",
+        messages.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The event id a request was for.
+pub fn event_id(request: &Received) -> Option<&str> {
+    request.header("x-relay-event-id")
+}
+
+/// The worker process a request came from (`CHAOS_WORKER`).
+pub fn worker_of(request: &Received) -> &str {
+    request.header(WORKER_HEADER).unwrap_or("?")
+}
+
+/// Per event id, how many `2xx` requests the listener recorded among those `keep` accepts.
+pub fn delivered(
+    listener: &LocalLogzio,
+    keep: impl Fn(&Received) -> bool,
+) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for request in listener.requests() {
+        if !(200..300).contains(&request.status) || !keep(&request) {
+            continue;
+        }
+        if let Some(id) = event_id(&request) {
+            *out.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// The ids in `ids` that `got` lacks.
+pub fn missing<'a>(ids: &'a [String], got: &HashMap<String, usize>) -> Vec<&'a str> {
+    ids.iter()
+        .filter(|id| !got.contains_key(id.as_str()))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Deliveries beyond the first, summed over every event.
+pub fn duplicates(got: &HashMap<String, usize>) -> usize {
+    got.values().map(|n| n.saturating_sub(1)).sum()
+}
+
+/// Waits until every id in `ids` has a `2xx` request that `keep` accepts, or `timeout`
+/// passes; returns the tally at that point.
+pub async fn wait_delivered(
+    listener: &LocalLogzio,
+    ids: &[String],
+    keep: impl Fn(&Received) -> bool,
+    timeout: Duration,
+) -> HashMap<String, usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = delivered(listener, &keep);
+        if missing(ids, &got).is_empty() || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until at least `n` distinct events have a `2xx` request; returns whether they did.
+pub async fn wait_progress(listener: &LocalLogzio, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if delivered(listener, |_| true).len() >= n {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that every id got through, and prints how often each got through more than once.
+pub fn assert_all_and_report(
+    scenario: &str,
+    webhook: &str,
+    ids: &[String],
+    evidence: &HashMap<String, usize>,
+    all: &HashMap<String, usize>,
+) -> usize {
+    let lost = missing(ids, evidence);
+    assert!(
+        lost.is_empty(),
+        "{scenario}: {} of {} events never reached `{webhook}`, e.g. {:?}",
+        lost.len(),
+        ids.len(),
+        &lost[..lost.len().min(10)]
+    );
+    let dups = duplicates(all);
+    let most = all.values().copied().max().unwrap_or(0);
+    println!(
+        "[chaos]   {scenario}: `{webhook}` received all {} events; {dups} duplicate deliveries \
+         (most for one event: {most})",
+        ids.len()
+    );
+    dups
+}
+
+/// Once the workers are stopped, nothing may be left anywhere: the input queue and every
+/// webhook's retry path are empty, and the dead-letter queue holds exactly `dead_letters`.
+pub async fn assert_settled(app: &TestApp, dead_letters: u32) {
+    assert_eq!(
+        app.ready_count(&app.config.amqp.queue).await,
+        0,
+        "messages left in the input queue"
+    );
+    for webhook in &app.config.webhooks {
+        assert_eq!(
+            app.retry_path_count(&webhook.name).await,
+            0,
+            "messages left on the retry path of `{}`",
+            webhook.name
+        );
+    }
+    assert_eq!(
+        app.ready_count(&app.config.amqp.dead_letter_queue).await,
+        dead_letters,
+        "dead letters"
+    );
+}
+
+/// The in-process worker's counters, kept past its stop.
+pub fn stats_of(app: &TestApp) -> std::sync::Arc<webhook_relay::worker::Stats> {
+    app.worker.as_ref().expect("worker started").stats.clone()
+}
+
+/// Replaces the harness's admin connection (the broker closed it).
+pub async fn reconnect_admin(app: &mut TestApp) {
+    let mut settings = app.config.amqp.clone();
+    settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
+    app.admin = Broker::connect(&settings, &app.config.redactor)
+        .await
+        .expect("admin connection after the broker came back");
+}
+
+/// Waits until the broker accepts AMQP connections again.
+pub async fn wait_broker_ready(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(&rabbitmq_url(), ConnectionProperties::default()),
+        )
+        .await;
+        if let Ok(Ok(connection)) = attempt {
+            let _ = connection.close(200, "ready".into()).await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker does not accept connections {timeout:?} after start_app"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Set by `.ci/run`: a scenario that needs `rabbitmqctl` fails instead of skipping.
+pub const REQUIRE_CTL_ENV: &str = "CHAOS_REQUIRE_RABBITMQCTL";
+
+/// `rabbitmqctl`, if it is installed and the broker is the local one it controls.
+pub fn rabbitmqctl() -> Option<PathBuf> {
+    let url = url::Url::parse(&rabbitmq_url()).ok()?;
+    if !matches!(url.host_str(), Some("127.0.0.1" | "localhost")) {
+        return None;
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/lib/rabbitmq/bin", "/usr/local/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join("rabbitmqctl"))
+        .find(|p| p.is_file())
+}
+
+/// `rabbitmqctl`, or `None` after printing why the scenario is skipped (a failure instead
+/// when [`REQUIRE_CTL_ENV`] is set).
+pub fn rabbitmqctl_or_skip(scenario: &str) -> Option<PathBuf> {
+    let found = rabbitmqctl();
+    if found.is_none() {
+        let why = "rabbitmqctl is not installed (it comes with the rabbitmq-server package; \
+                   scripts/ensure-rabbitmq installs it) or RABBITMQ_URL is not a local broker";
+        if std::env::var_os(REQUIRE_CTL_ENV).is_some() {
+            panic!("[chaos] {scenario}: {why}, and {REQUIRE_CTL_ENV} is set");
+        }
+        println!("[chaos] {scenario}: SKIPPED: {why}");
+    }
+    found
+}
+
+/// Runs `rabbitmqctl args…`, failing the test if it fails or takes over a minute.
+pub async fn ctl(path: &std::path::Path, args: &[&str]) {
+    let path = path.to_path_buf();
+    let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let shown = owned.join(" ");
+    let started = Instant::now();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(path)
+            .args(&owned)
+            .stdin(std::process::Stdio::null())
+            .output()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("rabbitmqctl {shown}: no answer within 60s"))
+        .expect("rabbitmqctl task")
+        .expect("run rabbitmqctl");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {shown} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!(
+        "[chaos]   rabbitmqctl {shown} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// While alive after `rabbitmqctl stop_app`, dropping it (a failed test) starts the broker
+/// app again so that the scenarios after it have a broker.
+pub struct BrokerAppStopped {
+    ctl: PathBuf,
+    stopped: bool,
+}
+
+impl BrokerAppStopped {
+    /// Stops the broker app.
+    pub async fn stop(ctl_path: &std::path::Path) -> BrokerAppStopped {
+        let guard = BrokerAppStopped {
+            ctl: ctl_path.to_path_buf(),
+            stopped: true,
+        };
+        ctl(ctl_path, &["stop_app"]).await;
+        guard
+    }
+
+    /// Starts the broker app and waits until it accepts connections.
+    pub async fn start(mut self) {
+        ctl(&self.ctl, &["start_app"]).await;
+        self.stopped = false;
+        wait_broker_ready(Duration::from_secs(60)).await;
+    }
+}
+
+impl Drop for BrokerAppStopped {
+    fn drop(&mut self) {
+        if self.stopped {
+            let _ = std::process::Command::new(&self.ctl)
+                .arg("start_app")
+                .status();
+        }
+    }
+}
