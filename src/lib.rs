@@ -22,6 +22,7 @@
 //! - [`devcert`]: throwaway CA and server certificate for loopback HTTPS (demo, tests).
 //! - [`local_logzio`]: a loopback HTTPS listener that answers like Logz.io (demo, tests).
 //! - [`metrics`]: the Prometheus registry and readiness of one worker.
+//! - [`server`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`demo`]: the built-in end-to-end demonstration.
 //! - [`cli`]: command-line interface; `main.rs` only calls [`cli::main`].
 //! - [`telemetry`]: the tracing subscriber.
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod redact;
 pub mod rules;
+pub mod server;
 pub mod settle;
 pub mod telemetry;
 pub mod template;

@@ -7,7 +7,9 @@
 //! never URLs or event ids.
 
 use ::metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -213,6 +215,16 @@ impl WebhookMetrics {
     }
 }
 
+/// The `relay_circuit_state` value of a circuit state.
+pub fn circuit_value(state: crate::delivery::breaker::CircuitState) -> f64 {
+    use crate::delivery::breaker::CircuitState;
+    match state {
+        CircuitState::Closed => 0.0,
+        CircuitState::HalfOpen => 1.0,
+        CircuitState::Open => 2.0,
+    }
+}
+
 /// Whether the worker is connected and consuming, with the reason when it is not.
 #[derive(Debug)]
 pub struct Readiness {
@@ -278,15 +290,22 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"relay_responses_total{webhook="logzio-audit",status_class="error"} 1"#),
+            text.contains(
+                r#"relay_responses_total{webhook="logzio-audit",status_class="error"} 1"#
+            ),
             "{text}"
         );
         assert!(
-            text.contains(r#"relay_dead_letters_total{webhook="logzio-audit",reason="rejected"} 1"#),
+            text.contains(
+                r#"relay_dead_letters_total{webhook="logzio-audit",reason="rejected"} 1"#
+            ),
             "{text}"
         );
         assert!(text.contains("relay_build_info{version="), "{text}");
-        assert!(text.contains("relay_delivery_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("relay_delivery_duration_seconds_bucket"),
+            "{text}"
+        );
         assert!(!b.render().contains("relay_deliveries_total"));
     }
 

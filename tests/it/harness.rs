@@ -157,11 +157,17 @@ allowed_ports = [{ports}]
             ports = ports.join(", "),
             extra = self.relay_extra,
             // A short grace, so a stuck test shows within the harness's own stop timeout.
-            shutdown = if self.relay_extra.contains("[shutdown]") {
-                ""
-            } else {
-                "[shutdown]\ngrace = \"10s\"\n"
-            },
+            shutdown = [
+                ("[shutdown]", "[shutdown]\ngrace = \"10s\"\n"),
+                // Tests read the binary's log lines as text; the JSON test sets its own.
+                ("[log]", "[log]\nformat = \"pretty\"\n"),
+                // The binary would take the default 127.0.0.1:9090, which tests share.
+                ("[server]", "[server]\nlisten = \"\"\n"),
+            ]
+            .iter()
+            .filter(|(table, _)| !self.relay_extra.contains(table))
+            .map(|(_, text)| *text)
+            .collect::<String>(),
         );
         std::fs::write(dir.path().join("relay.toml"), relay).unwrap();
         std::fs::create_dir(dir.path().join("webhooks")).unwrap();
