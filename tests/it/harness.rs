@@ -274,6 +274,22 @@ impl TestApp {
         });
     }
 
+    /// Serves the running worker's `/metrics`, `/healthz` and `/readyz` on 127.0.0.1 (an
+    /// OS-chosen port) until the worker stops; returns the base URL.
+    pub async fn serve_operations(&self) -> String {
+        let worker = self.worker.as_ref().expect("worker started");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(webhook_relay::server::serve(
+            listener,
+            worker.stats.clone(),
+            worker.shutdown.clone(),
+        ));
+        format!("http://{addr}")
+    }
+
     /// The running worker's counters.
     pub fn stats(&self) -> &Stats {
         &self.worker.as_ref().expect("worker started").stats
