@@ -79,6 +79,12 @@ impl DevCert {
     /// The server config uses the ring provider explicitly, so no process-wide default
     /// provider has to be installed, and offers ALPN `http/1.1` only.
     pub fn generate() -> Result<DevCert, DevCertError> {
+        Self::generate_for(&[])
+    }
+
+    /// [`DevCert::generate`], with `extra_names` (host names or IPs, e.g. a compose service
+    /// name) in the server certificate besides `127.0.0.1` and `localhost`.
+    pub fn generate_for(extra_names: &[&str]) -> Result<DevCert, DevCertError> {
         let generate = |what| move |source| DevCertError::Generate { what, source };
 
         // The CA: self-signed, allowed to sign certificates (and nothing else).
@@ -94,8 +100,13 @@ impl DevCert {
         // must differ from the CA's or path building may take it for self-issued.
         let server_key = KeyPair::generate().map_err(generate("server key"))?;
         // `CertificateParams::new` makes an IP SAN of what parses as an IP, a DNS SAN otherwise.
-        let mut server_params = CertificateParams::new(SERVER_SANS.map(String::from))
-            .map_err(generate("server certificate names"))?;
+        let names: Vec<String> = SERVER_SANS
+            .iter()
+            .chain(extra_names)
+            .map(|n| n.to_string())
+            .collect();
+        let mut server_params =
+            CertificateParams::new(names).map_err(generate("server certificate names"))?;
         server_params.distinguished_name = dn("webhook-relay local listener");
         server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

@@ -21,6 +21,8 @@
 //! - [`lint`]: what `check` reports beyond load errors (template paths, JSON, duplicates).
 //! - [`devcert`]: throwaway CA and server certificate for loopback HTTPS (demo, tests).
 //! - [`local_logzio`]: a loopback HTTPS listener that answers like Logz.io (demo, tests).
+//! - [`metrics`]: the Prometheus registry and readiness of one worker.
+//! - [`server`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`demo`]: the built-in end-to-end demonstration.
 //! - [`cli`]: command-line interface; `main.rs` only calls [`cli::main`].
 //! - [`telemetry`]: the tracing subscriber.
@@ -37,9 +39,11 @@ pub mod dlq;
 pub mod event;
 pub mod lint;
 pub mod local_logzio;
+pub mod metrics;
 pub mod outcome;
 pub mod redact;
 pub mod rules;
+pub mod server;
 pub mod settle;
 pub mod telemetry;
 pub mod template;

@@ -68,8 +68,8 @@ pub enum LocalLogzioError {
     /// The throwaway certificate could not be made.
     #[error("local logzio: making the certificate")]
     Cert(#[source] DevCertError),
-    /// Binding `127.0.0.1:0` failed.
-    #[error("local logzio: binding 127.0.0.1:0")]
+    /// Binding the listening address failed.
+    #[error("local logzio: cannot bind the listening address")]
     Bind(#[source] std::io::Error),
 }
 
@@ -312,8 +312,19 @@ impl LocalLogzio {
     /// Starts a listener on `127.0.0.1` (an OS-chosen port) that accepts `token`, with a fresh
     /// certificate. The accept loop runs on the current tokio runtime.
     pub async fn start(token: &str) -> Result<LocalLogzio, LocalLogzioError> {
-        let cert = DevCert::generate().map_err(LocalLogzioError::Cert)?;
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), token, &[]).await
+    }
+
+    /// [`LocalLogzio::start`] on `addr`, with a certificate that also names `extra_names`
+    /// (for `webhook-relay fake-logzio` in docker compose, where the worker calls it by its
+    /// service name).
+    pub async fn start_on(
+        addr: SocketAddr,
+        token: &str,
+        extra_names: &[&str],
+    ) -> Result<LocalLogzio, LocalLogzioError> {
+        let cert = DevCert::generate_for(extra_names).map_err(LocalLogzioError::Cert)?;
+        let listener = TcpListener::bind(addr)
             .await
             .map_err(LocalLogzioError::Bind)?;
         let addr = listener.local_addr().map_err(LocalLogzioError::Bind)?;

@@ -26,6 +26,7 @@ use crate::config::{Config, QueueType, Webhook};
 use crate::dead_letter;
 use crate::delivery::{Deliverer, DeliveryError, DeliveryRequest};
 use crate::event::{self, Event};
+use crate::metrics::{self, Metrics, Readiness, WebhookMetrics};
 use crate::outcome::{Failure, Outcome, Reason};
 use crate::rules;
 use crate::settle::{self, Settled, WebhookOutcome};
@@ -39,6 +40,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Why the run ended with an error.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,10 @@ pub struct Stats {
     pub reloads: AtomicU64,
     /// Config reloads refused because the new config is invalid.
     pub reloads_refused: AtomicU64,
+    /// The Prometheus registry the same events are recorded in, with labels.
+    pub metrics: Metrics,
+    /// Connected and consuming, or why not (`/readyz`).
+    pub readiness: Readiness,
 }
 
 impl Stats {
@@ -88,6 +94,25 @@ impl Stats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Counts a config reload that took effect (`ok`) or was refused.
+    pub fn record_reload(&self, ok: bool) {
+        Stats::add(
+            if ok {
+                &self.reloads
+            } else {
+                &self.reloads_refused
+            },
+            1,
+        );
+        let result = if ok { "success" } else { "failure" };
+        self.metrics
+            .counter(
+                metrics::RELOADS,
+                vec![::metrics::Label::new("result", result)],
+            )
+            .increment(1);
+    }
 }
 
 /// One config and everything built from it. Immutable; a reload makes a new one.
@@ -96,6 +121,7 @@ struct Pipeline {
     deliverer: Arc<Deliverer>,
     batchers: Batchers,
     stats: Arc<Stats>,
+    webhook_metrics: HashMap<String, WebhookMetrics>,
 }
 
 impl Pipeline {
@@ -105,13 +131,19 @@ impl Pipeline {
         stats: Arc<Stats>,
         shutdown: &CancellationToken,
     ) -> Self {
-        let deliverer = Arc::new(deliverer);
+        let webhook_metrics: HashMap<String, WebhookMetrics> = config
+            .webhooks
+            .iter()
+            .map(|w| (w.name.clone(), stats.metrics.webhook(&w.name)))
+            .collect();
+        let deliverer = Arc::new(deliverer.with_metrics(webhook_metrics.clone()));
         let batchers = Batchers::start(&config, deliverer.clone(), shutdown.clone());
         Pipeline {
             config,
             deliverer,
             batchers,
             stats,
+            webhook_metrics,
         }
     }
 }
@@ -143,6 +175,8 @@ pub async fn run_with_reloads(
     let tracker = TaskTracker::new();
     let mut reconnect = reconnect_schedule(&current.borrow().config);
     let mut connected_once = false;
+    let consumed = stats.metrics.counter(metrics::EVENTS_CONSUMED, vec![]);
+    let reconnects = stats.metrics.counter(metrics::RECONNECTS, vec![]);
 
     while !shutdown.is_cancelled() {
         let config = current.borrow().config.clone();
@@ -154,12 +188,18 @@ pub async fn run_with_reloads(
                     .next()
                     .unwrap_or(config.amqp.reconnect_max_backoff);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker unreachable");
+                stats
+                    .readiness
+                    .set_not_ready(format!("reconnecting to the broker: {e}"));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
                     _ = shutdown.cancelled() => break,
                 }
             }
         };
+        if connected_once {
+            reconnects.increment(1);
+        }
         connected_once = true;
         reconnect = reconnect_schedule(&config);
         Stats::add(&stats.connections, 1);
@@ -193,6 +233,7 @@ pub async fn run_with_reloads(
             current.subscribe(),
             connection_token.clone(),
         ));
+        stats.readiness.set_ready();
 
         loop {
             tokio::select! {
@@ -206,16 +247,19 @@ pub async fn run_with_reloads(
                 next = messages.next() => match next {
                     Some(Ok(inbound)) => {
                         Stats::add(&stats.consumed, 1);
+                        consumed.increment(1);
                         let pipeline = current.borrow().clone();
                         let token = connection_token.clone();
                         tracker.spawn(async move { pipeline.handle_input(inbound, token).await });
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "broker connection lost; reconnecting");
+                        stats.readiness.set_not_ready(format!("reconnecting to the broker: {e}"));
                         break;
                     }
                     None => {
                         tracing::warn!("consumer ended by the broker; reconnecting");
+                        stats.readiness.set_not_ready("reconnecting to the broker: the consumer was cancelled");
                         break;
                     }
                 },
@@ -224,8 +268,12 @@ pub async fn run_with_reloads(
         drop(messages);
         monitor.abort();
         retries.stop_all().await;
+        if !shutdown.is_cancelled() {
+            stats.readiness.set_not_ready("reconnecting to the broker");
+        }
 
         if shutdown.is_cancelled() {
+            stats.readiness.set_not_ready("shutting down");
             tracker.close();
             let grace = current.borrow().config.shutdown.grace;
             tracing::info!(
@@ -273,7 +321,7 @@ async fn reload(
     let deliverer = match Deliverer::reloaded(&config, &previous.deliverer) {
         Ok(d) => d,
         Err(e) => {
-            Stats::add(&stats.reloads_refused, 1);
+            stats.record_reload(false);
             tracing::error!(error = %e, "config reload refused; the old config stays in force");
             return;
         }
@@ -282,7 +330,7 @@ async fn reload(
         .declare_retry_topology(&config.amqp, &config.webhooks)
         .await
     {
-        Stats::add(&stats.reloads_refused, 1);
+        stats.record_reload(false);
         tracing::error!(error = %e, "config reload refused; the old config stays in force");
         return;
     }
@@ -293,7 +341,7 @@ async fn reload(
         stats.clone(),
         shutdown,
     )));
-    Stats::add(&stats.reloads, 1);
+    stats.record_reload(true);
     tracing::info!(webhooks, "config reloaded");
 }
 
@@ -424,13 +472,25 @@ async fn monitor(
                     .await
                     .unwrap_or(0);
             }
-            let circuit = pipeline
-                .deliverer
-                .breaker(&webhook.name)
-                .map(|b| b.state().to_string())
-                .unwrap_or_default();
+            let state = pipeline.deliverer.breaker(&webhook.name).map(|b| b.state());
+            if let Some(m) = pipeline.webhook_metrics.get(&webhook.name) {
+                m.retry_depth.set(f64::from(depth));
+                if let Some(state) = state {
+                    m.circuit.set(metrics::circuit_value(state));
+                }
+            }
+            let circuit = state.map(|s| s.to_string()).unwrap_or_default();
             tracing::info!(webhook = %webhook.name, %circuit, retry_depth = depth, "webhook status");
         }
+        let dead_letters = broker
+            .ready_count(&pipeline.config.amqp.dead_letter_queue)
+            .await
+            .unwrap_or(0);
+        pipeline
+            .stats
+            .metrics
+            .gauge(metrics::DEAD_LETTER_DEPTH, vec![])
+            .set(f64::from(dead_letters));
     }
 }
 
@@ -460,9 +520,18 @@ impl Pipeline {
                 (None, vec![outcome])
             }
             Ok(mut event) => {
+                let span =
+                    tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
                 let input = take_render_input(&mut event);
-                let outcomes = self.deliver_to_matching(&event, &input, &cancel).await;
-                (Some(event.id), outcomes)
+                let outcomes = self
+                    .deliver_to_matching(&event, &input, &cancel)
+                    .instrument(span.clone())
+                    .await;
+                let id = event.id;
+                return self
+                    .settle(inbound, Some(id), outcomes)
+                    .instrument(span)
+                    .await;
             }
         };
         self.settle(inbound, event_id, outcomes).await;
@@ -557,6 +626,7 @@ impl Pipeline {
                 Stats::add(&self.stats.delivered, delivered as u64);
                 Stats::add(&self.stats.dead_lettered, dead_lettered as u64);
                 Stats::add(&self.stats.parked, parked as u64);
+                self.record_outcomes(&outcomes);
             }
             Settled::Requeued { reason } => {
                 Stats::add(&self.stats.requeued, 1);
@@ -564,6 +634,36 @@ impl Pipeline {
             }
             Settled::Lost(e) => {
                 tracing::warn!(event_id = id, error = %e, "message not settled; the broker will redeliver it");
+            }
+        }
+    }
+
+    /// Counts the outcomes of a message that was acked: only then are its dead letters and
+    /// parked deliveries stored.
+    fn record_outcomes(&self, outcomes: &[WebhookOutcome]) {
+        for item in outcomes {
+            let name = item.webhook.as_ref().map(|w| w.name.as_str());
+            if let Outcome::DeadLetter(failure) = &item.outcome {
+                self.stats
+                    .metrics
+                    .dead_letter(name, failure.reason.as_str());
+            }
+            let Some(m) = name.and_then(|n| self.webhook_metrics.get(n)) else {
+                continue;
+            };
+            match &item.outcome {
+                Outcome::Delivered { attempts, .. } => {
+                    m.success.increment(1);
+                    m.attempts.record(f64::from(*attempts));
+                }
+                Outcome::Park(_) => m.retry.increment(1),
+                Outcome::DeadLetter(failure) => {
+                    match failure.reason {
+                        Reason::DeliveryFailed => m.failed.increment(1),
+                        _ => m.rejected.increment(1),
+                    }
+                    m.attempts.record(f64::from(failure.attempts));
+                }
             }
         }
     }
@@ -576,8 +676,17 @@ impl Pipeline {
         cancel: &CancellationToken,
     ) -> Vec<WebhookOutcome> {
         let hooks = rules::matching(&self.config.webhooks, event);
+        for hook in &hooks {
+            if let Some(m) = self.webhook_metrics.get(&hook.name) {
+                m.matched.increment(1);
+            }
+        }
         if hooks.is_empty() {
             Stats::add(&self.stats.unmatched, 1);
+            self.stats
+                .metrics
+                .counter(metrics::EVENTS_UNMATCHED, vec![])
+                .increment(1);
             tracing::info!(event_id = %event.id, event_type = %event.trigger, "event matched no webhook");
             return Vec::new();
         }
@@ -592,6 +701,20 @@ impl Pipeline {
     }
 
     async fn deliver_one(
+        &self,
+        webhook: &Arc<Webhook>,
+        event: &Event,
+        input: &RenderInput,
+        prior: Option<crate::outcome::RetryState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let span = tracing::info_span!("delivery", webhook = %webhook.name);
+        self.deliver_one_in_span(webhook, event, input, prior, cancel)
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver_one_in_span(
         &self,
         webhook: &Arc<Webhook>,
         event: &Event,

@@ -4,6 +4,7 @@
 
 mod check;
 mod dlq;
+mod ops;
 pub mod output;
 mod publish;
 mod render;
@@ -11,7 +12,7 @@ mod schema;
 mod test_webhook;
 mod webhooks;
 
-use crate::config::{self, CONFIG_DIR_ENV, Config, Env};
+use crate::config::{self, CONFIG_DIR_ENV, Config, Env, LogFormat};
 use crate::worker::{self, Stats};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -63,6 +64,10 @@ pub enum Command {
     /// Inspect, replay or purge the dead-letter queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Exit 0 when a running worker's /healthz answers 200 (for container health checks).
+    Healthcheck(ops::HealthcheckArgs),
+    /// Run a stand-in for the Logz.io listener (docker compose, trying things out).
+    FakeLogzio(ops::FakeLogzioArgs),
 }
 
 /// Parses the command line, runs the command and maps the result to an exit code.
@@ -85,13 +90,18 @@ async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Run => run(&cli.config).await,
         Command::Demo(args) => {
-            crate::telemetry::init("error");
+            crate::telemetry::init("error", LogFormat::Pretty);
             crate::demo::run(args).await
         }
         Command::Check => check::run(&cli.config, &Env::from_process(), cli.json),
         Command::Schema(args) => schema::run(&args, cli.json),
+        Command::Healthcheck(args) => ops::healthcheck(&args).await,
+        Command::FakeLogzio(args) => {
+            crate::telemetry::init("info", LogFormat::Auto);
+            ops::fake_logzio(&args).await
+        }
         command => {
-            crate::telemetry::init("error");
+            crate::telemetry::init("error", LogFormat::Pretty);
             let config = match load_config(&cli.config) {
                 Ok(config) => config,
                 Err(code) => return code,
@@ -102,9 +112,12 @@ async fn dispatch(cli: Cli) -> u8 {
                 Command::Test(args) => test_webhook::run(&config, &args, cli.json).await,
                 Command::Publish(args) => publish::run(&config, &args, cli.json).await,
                 Command::Dlq(command) => dlq::run(&config, &command, cli.json).await,
-                Command::Run | Command::Demo(_) | Command::Check | Command::Schema(_) => {
-                    EXIT_CONFIG
-                }
+                Command::Run
+                | Command::Demo(_)
+                | Command::Check
+                | Command::Schema(_)
+                | Command::Healthcheck(_)
+                | Command::FakeLogzio(_) => EXIT_CONFIG,
             }
         }
     }
@@ -139,19 +152,45 @@ pub fn load_config(dir: &std::path::Path) -> Result<Config, u8> {
 }
 
 async fn run(dir: &std::path::Path) -> u8 {
-    crate::telemetry::init("info");
     let config = match load_config(dir) {
         Ok(config) => Arc::new(config),
         Err(code) => return code,
     };
+    crate::telemetry::init("info", config.log_format);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
+    let server = match config.server_listen {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+                Some(tokio::spawn(crate::server::serve(
+                    listener,
+                    stats.clone(),
+                    shutdown.clone(),
+                )))
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {}: server.listen: cannot listen on {addr}: {e}",
+                    dir.join("relay.toml").display()
+                );
+                return EXIT_CONFIG;
+            }
+        },
+    };
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(reload_on_sighup(dir.to_path_buf(), reloads));
-    match worker::run_with_reloads(config, shutdown, Arc::new(Stats::default()), reload_rx).await {
+    tokio::spawn(reload_on_sighup(dir.to_path_buf(), reloads, stats.clone()));
+    let result = worker::run_with_reloads(config, shutdown.clone(), stats, reload_rx).await;
+    shutdown.cancel();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    match result {
         Ok(()) => {
             tracing::info!("stopped");
             EXIT_OK
@@ -165,7 +204,11 @@ async fn run(dir: &std::path::Path) -> u8 {
 
 /// On every SIGHUP, loads the config folder again and hands the new config to the worker. An
 /// invalid config is refused with one log line per problem; the running one stays.
-async fn reload_on_sighup(dir: PathBuf, reloads: tokio::sync::mpsc::Sender<worker::Reload>) {
+async fn reload_on_sighup(
+    dir: PathBuf,
+    reloads: tokio::sync::mpsc::Sender<worker::Reload>,
+    stats: Arc<Stats>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot install the SIGHUP handler; config reload is unavailable");
@@ -183,6 +226,7 @@ async fn reload_on_sighup(dir: PathBuf, reloads: tokio::sync::mpsc::Sender<worke
                 }
             }
             Err(e) => {
+                stats.record_reload(false);
                 for problem in &e.problems {
                     tracing::error!("config reload refused: {problem}");
                 }

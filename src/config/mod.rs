@@ -16,7 +16,8 @@ pub use duration::{parse as parse_duration, show as show_duration};
 pub use env::{Env, Interpolated, interpolate};
 pub use error::{ConfigError, ConfigProblem};
 pub use relay::{
-    DeliveryOverrides, DeliverySettings, Policy, QueueType, RABBITMQ_DEFAULT_CONSUMER_TIMEOUT,
+    DeliveryOverrides, DeliverySettings, LogFormat, Policy, QueueType,
+    RABBITMQ_DEFAULT_CONSUMER_TIMEOUT,
 };
 pub use webhook::{
     BatchSettings, ByteSize, Filters, Header, MAX_BATCH_BYTES, MAX_LINE_BYTES, Method, Status,
@@ -56,6 +57,11 @@ pub struct Config {
     /// `[monitor] interval`: how often each webhook's circuit state and retry-queue depth
     /// are logged.
     pub monitor_interval: Duration,
+    /// `[server] listen`: where `/metrics`, `/healthz` and `/readyz` are served; `None` when
+    /// set to `""` (no server).
+    pub server_listen: Option<std::net::SocketAddr>,
+    /// `[log] format`.
+    pub log_format: LogFormat,
     /// Every webhook, in file order, then table order.
     pub webhooks: Vec<Arc<Webhook>>,
     /// Scrubs every secret value this config introduced.
@@ -224,6 +230,22 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             "must differ from amqp.queue",
         ));
     }
+    let server_listen = match raw.server.listen.trim() {
+        "" => None,
+        text => {
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    problems.push(ConfigProblem::field(
+                    &relay_path,
+                    "server.listen",
+                    format!("`{text}` is not an address like 127.0.0.1:9090 (\"\" turns the server off)"),
+                ));
+                    None
+                }
+            }
+        }
+    };
     if raw.monitor.interval.is_zero() {
         problems.push(ConfigProblem::field(
             &relay_path,
@@ -336,6 +358,8 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             grace: raw.shutdown.grace,
         },
         monitor_interval: raw.monitor.interval,
+        server_listen,
+        log_format: raw.log.format,
         webhooks,
         redactor: Redactor::new(secrets),
         warnings,

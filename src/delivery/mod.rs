@@ -13,6 +13,7 @@ pub use retry::Backoff;
 
 use crate::config::{Config, HttpSettings, Webhook};
 use crate::event::EventId;
+use crate::metrics::WebhookMetrics;
 use crate::outcome::{Outcome, RetryState};
 use crate::redact::Redactor;
 use std::collections::HashMap;
@@ -144,6 +145,8 @@ pub struct Deliverer {
     breakers: HashMap<String, Arc<breaker::Breaker>>,
     /// Each webhook's own headers, parsed once.
     headers: HashMap<String, reqwest::header::HeaderMap>,
+    /// Each webhook's metric handles (empty when nobody collects them).
+    metrics: HashMap<String, WebhookMetrics>,
 }
 
 impl Deliverer {
@@ -178,7 +181,20 @@ impl Deliverer {
             limits,
             breakers,
             headers,
+            metrics: HashMap::new(),
         })
+    }
+
+    /// Records every attempt's status class, latency and in-flight count, and circuit changes,
+    /// in these per-webhook handles.
+    pub fn with_metrics(mut self, metrics: HashMap<String, WebhookMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metric handles of a webhook, if collected.
+    pub fn webhook_metrics(&self, webhook: &str) -> Option<&WebhookMetrics> {
+        self.metrics.get(webhook)
     }
 
     /// A deliverer for `config` that keeps the circuit state of `previous` for webhooks of the
@@ -243,9 +259,18 @@ impl Deliverer {
             builder = builder.body(request.body.clone());
         }
 
+        let metrics = self.metrics.get(&webhook.name);
+        if let Some(m) = metrics {
+            m.in_flight.increment(1.0);
+        }
         let started = Instant::now();
         let result = send_and_read(builder).await;
         let latency = started.elapsed();
+        if let Some(m) = metrics {
+            m.in_flight.decrement(1.0);
+            let status = result.as_ref().ok().map(|r| r.status);
+            m.response(status, latency.as_secs_f64());
+        }
         match result {
             Ok(response) => {
                 let retry_after = response

@@ -141,6 +141,9 @@ pub(super) async fn deliver(
             && let Some(state) = breaker.record(failed)
         {
             tracing::warn!(webhook = %request.webhook.name, circuit = %state, "circuit state changed");
+            if let Some(m) = deliverer.webhook_metrics(&request.webhook.name) {
+                m.circuit.set(crate::metrics::circuit_value(state));
+            }
         }
         let retry_after = match attempt.verdict {
             Verdict::Success => {

@@ -157,11 +157,17 @@ allowed_ports = [{ports}]
             ports = ports.join(", "),
             extra = self.relay_extra,
             // A short grace, so a stuck test shows within the harness's own stop timeout.
-            shutdown = if self.relay_extra.contains("[shutdown]") {
-                ""
-            } else {
-                "[shutdown]\ngrace = \"10s\"\n"
-            },
+            shutdown = [
+                ("[shutdown]", "[shutdown]\ngrace = \"10s\"\n"),
+                // Tests read the binary's log lines as text; the JSON test sets its own.
+                ("[log]", "[log]\nformat = \"pretty\"\n"),
+                // The binary would take the default 127.0.0.1:9090, which tests share.
+                ("[server]", "[server]\nlisten = \"\"\n"),
+            ]
+            .iter()
+            .filter(|(table, _)| !self.relay_extra.contains(table))
+            .map(|(_, text)| *text)
+            .collect::<String>(),
         );
         std::fs::write(dir.path().join("relay.toml"), relay).unwrap();
         std::fs::create_dir(dir.path().join("webhooks")).unwrap();
@@ -266,6 +272,22 @@ impl TestApp {
             stats,
             handle,
         });
+    }
+
+    /// Serves the running worker's `/metrics`, `/healthz` and `/readyz` on 127.0.0.1 (an
+    /// OS-chosen port) until the worker stops; returns the base URL.
+    pub async fn serve_operations(&self) -> String {
+        let worker = self.worker.as_ref().expect("worker started");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(webhook_relay::server::serve(
+            listener,
+            worker.stats.clone(),
+            worker.shutdown.clone(),
+        ));
+        format!("http://{addr}")
     }
 
     /// The running worker's counters.

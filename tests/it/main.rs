@@ -11,6 +11,8 @@ mod harness;
 mod batch;
 mod cli;
 mod delivery;
+mod deploy;
+mod observability;
 mod process;
 mod resilience;
 mod retry;

@@ -336,6 +336,12 @@ dead_letter_queue = "it-process-unused.dlq"
 
 [policy]
 allowed_ports = [8443]
+
+[server]
+listen = ""
+
+[log]
+format = "pretty"
 "#
     )
 }

@@ -1,0 +1,321 @@
+//! Prometheus metrics and readiness. Each worker owns its own registry (no global recorder),
+//! so several workers in one process, as in the tests, never mix their counts.
+//!
+//! Every stage records at its own boundary: consumed (amqp), matched (rules), delivery outcome
+//! and latency (delivery), dead letters and parked deliveries (settle), reconnects and reloads
+//! (worker). Label values are bounded: webhook names, outcomes, reasons and status classes,
+//! never URLs or event ids.
+
+use ::metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Events taken from the input queue.
+pub const EVENTS_CONSUMED: &str = "relay_events_consumed_total";
+/// Events matched, per webhook.
+pub const EVENTS_MATCHED: &str = "relay_events_matched_total";
+/// Events that matched no webhook.
+pub const EVENTS_UNMATCHED: &str = "relay_events_unmatched_total";
+/// Deliveries by webhook and outcome (`success`, `retry`, `rejected`, `failed`).
+pub const DELIVERIES: &str = "relay_deliveries_total";
+/// Attempts' responses by webhook and status class (`2xx`…`5xx`, `error`).
+pub const RESPONSES: &str = "relay_responses_total";
+/// Time per attempt, per webhook, in seconds.
+pub const DELIVERY_SECONDS: &str = "relay_delivery_duration_seconds";
+/// Attempts a delivery took, per webhook.
+pub const DELIVERY_ATTEMPTS: &str = "relay_delivery_attempts";
+/// Dead letters published, by webhook and reason.
+pub const DEAD_LETTERS: &str = "relay_dead_letters_total";
+/// Deliveries in flight.
+pub const IN_FLIGHT: &str = "relay_deliveries_in_flight";
+/// Circuit state per webhook: 0 closed, 1 half-open, 2 open.
+pub const CIRCUIT_STATE: &str = "relay_circuit_state";
+/// Messages waiting on a webhook's retry path, polled.
+pub const RETRY_DEPTH: &str = "relay_retry_queue_depth";
+/// Messages in the dead-letter queue, polled.
+pub const DEAD_LETTER_DEPTH: &str = "relay_dead_letter_queue_depth";
+/// Successful reconnections to the broker (the first connection does not count).
+pub const RECONNECTS: &str = "relay_broker_reconnects_total";
+/// Config reloads by result (`success`, `failure`).
+pub const RELOADS: &str = "relay_config_reloads_total";
+/// Always 1, labelled with the version.
+pub const BUILD_INFO: &str = "relay_build_info";
+
+static METADATA: Metadata<'static> = Metadata::new("webhook_relay", Level::INFO, None);
+
+/// Bucket bounds of the delivery latency histogram, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Bucket bounds of the attempts histogram.
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
+
+/// One worker's metrics registry.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with `relay_build_info` set.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(DELIVERY_SECONDS.into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(DELIVERY_ATTEMPTS.into()), ATTEMPT_BUCKETS)
+            })
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics { recorder, handle };
+        metrics
+            .gauge(
+                BUILD_INFO,
+                vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+            )
+            .set(1.0);
+        metrics
+    }
+
+    /// The text exposition (`/metrics`).
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram windows; call it periodically (the server's upkeep task does).
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// A counter handle.
+    pub fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// A gauge handle.
+    pub fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// A histogram handle.
+    pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// The handles of one webhook, created once per config (labels stay bounded).
+    pub fn webhook(&self, name: &str) -> WebhookMetrics {
+        let label = || vec![Label::new("webhook", name.to_string())];
+        let outcome = |o: &'static str| {
+            self.counter(
+                DELIVERIES,
+                vec![
+                    Label::new("webhook", name.to_string()),
+                    Label::new("outcome", o),
+                ],
+            )
+        };
+        let class = |c: &'static str| {
+            self.counter(
+                RESPONSES,
+                vec![
+                    Label::new("webhook", name.to_string()),
+                    Label::new("status_class", c),
+                ],
+            )
+        };
+        WebhookMetrics {
+            matched: self.counter(EVENTS_MATCHED, label()),
+            success: outcome("success"),
+            retry: outcome("retry"),
+            rejected: outcome("rejected"),
+            failed: outcome("failed"),
+            responses: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+                class("error"),
+            ],
+            latency: self.histogram(DELIVERY_SECONDS, label()),
+            attempts: self.histogram(DELIVERY_ATTEMPTS, label()),
+            circuit: self.gauge(CIRCUIT_STATE, label()),
+            retry_depth: self.gauge(RETRY_DEPTH, label()),
+            in_flight: self.gauge(IN_FLIGHT, label()),
+        }
+    }
+
+    /// Counts one dead letter.
+    pub fn dead_letter(&self, webhook: Option<&str>, reason: &'static str) {
+        self.counter(
+            DEAD_LETTERS,
+            vec![
+                Label::new("webhook", webhook.unwrap_or("").to_string()),
+                Label::new("reason", reason),
+            ],
+        )
+        .increment(1);
+    }
+}
+
+/// The metric handles of one webhook.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    /// Events it matched.
+    pub matched: Counter,
+    /// Deliveries that succeeded.
+    pub success: Counter,
+    /// Deliveries parked for a later retry.
+    pub retry: Counter,
+    /// Deliveries refused for good (dead-lettered as `rejected` or `render_failed`).
+    pub rejected: Counter,
+    /// Deliveries whose retries ran out (dead-lettered as `delivery_failed`).
+    pub failed: Counter,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx, then transport errors.
+    pub responses: [Counter; 6],
+    /// Seconds per attempt.
+    pub latency: Histogram,
+    /// Attempts per finished delivery.
+    pub attempts: Histogram,
+    /// 0 closed, 1 half-open, 2 open.
+    pub circuit: Gauge,
+    /// Messages on its retry path.
+    pub retry_depth: Gauge,
+    /// Deliveries in flight.
+    pub in_flight: Gauge,
+}
+
+impl WebhookMetrics {
+    /// Counts one attempt's answer: a status, or `None` for a transport error.
+    pub fn response(&self, status: Option<u16>, seconds: f64) {
+        let index = match status {
+            Some(s) if (100..600).contains(&s) => usize::from(s / 100) - 1,
+            _ => 5,
+        };
+        self.responses[index].increment(1);
+        self.latency.record(seconds);
+    }
+}
+
+/// The `relay_circuit_state` value of a circuit state.
+pub fn circuit_value(state: crate::delivery::breaker::CircuitState) -> f64 {
+    use crate::delivery::breaker::CircuitState;
+    match state {
+        CircuitState::Closed => 0.0,
+        CircuitState::HalfOpen => 1.0,
+        CircuitState::Open => 2.0,
+    }
+}
+
+/// Whether the worker is connected and consuming, with the reason when it is not.
+#[derive(Debug)]
+pub struct Readiness {
+    ready: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            ready: AtomicBool::new(false),
+            reason: Mutex::new("starting: not connected to the broker yet".into()),
+        }
+    }
+}
+
+impl Readiness {
+    /// Connected and consuming.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Not ready, and why (e.g. `reconnecting to the broker`).
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason.into();
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// `Ok(())` when ready, else the reason.
+    pub fn check(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(self
+                .reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_are_independent_and_render_labels() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        let hook = a.webhook("logzio-audit");
+        hook.success.increment(2);
+        hook.response(Some(503), 0.01);
+        hook.response(None, 0.5);
+        a.dead_letter(Some("logzio-audit"), "rejected");
+        let text = a.render();
+        assert!(
+            text.contains(r#"relay_deliveries_total{webhook="logzio-audit",outcome="success"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"relay_responses_total{webhook="logzio-audit",status_class="5xx"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"relay_responses_total{webhook="logzio-audit",status_class="error"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"relay_dead_letters_total{webhook="logzio-audit",reason="rejected"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("relay_build_info{version="), "{text}");
+        assert!(
+            text.contains("relay_delivery_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(!b.render().contains("relay_deliveries_total"));
+    }
+
+    #[test]
+    fn readiness_carries_its_reason() {
+        let r = Readiness::default();
+        assert!(r.check().unwrap_err().contains("starting"));
+        r.set_ready();
+        assert_eq!(r.check(), Ok(()));
+        r.set_not_ready("reconnecting to the broker");
+        assert_eq!(r.check().unwrap_err(), "reconnecting to the broker");
+    }
+}
