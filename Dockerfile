@@ -11,6 +11,7 @@ RUN mkdir -p src benches \
     && cargo build --release --locked --bin webhook-relay \
     && rm -rf src benches
 COPY src src
+COPY benches benches
 COPY schema schema
 COPY config config
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin webhook-relay
