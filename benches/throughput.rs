@@ -704,10 +704,10 @@ impl Bench {
         log.read()?;
         let exit = worker.stop().await;
 
-        let mut notes = vec![format!(
-            "worker start to consuming {:.2}s",
-            startup.as_secs_f64()
-        )];
+        let mut notes = vec![
+            format!("worker start to consuming {:.2}s", startup.as_secs_f64()),
+            format!("{} TLS connections to nginx", log.connections.len()),
+        ];
         if log.events > n {
             notes.push(format!("{} events received more than once", log.events - n));
         }
