@@ -109,7 +109,7 @@ impl Batchers {
             let Some(settings) = webhook.batch else {
                 continue;
             };
-            let settings = effective(settings, config.amqp.prefetch, &webhook.delivery);
+            let settings = effective(settings, config.amqp.prefetch);
             let (tx, rx) = mpsc::channel(settings.max_events as usize * 2);
             tokio::spawn(run(
                 webhook.clone(),
@@ -149,12 +149,10 @@ impl Batchers {
 
 /// The batch limits actually used: `max_events` no larger than what can be in flight at
 /// once, so a batch can always fill.
-pub fn effective(
-    settings: BatchSettings,
-    prefetch: u16,
-    delivery: &DeliverySettings,
-) -> BatchSettings {
-    let in_flight = u32::from(prefetch).min(delivery.concurrency).max(1);
+pub fn effective(settings: BatchSettings, prefetch: u16) -> BatchSettings {
+    // Events in flight are bounded by the prefetch; `delivery.concurrency` bounds requests,
+    // and a batch is one request.
+    let in_flight = u32::from(prefetch).max(1);
     BatchSettings {
         max_events: settings.max_events.clamp(1, in_flight),
         ..settings
@@ -387,14 +385,13 @@ mod tests {
             max_bytes: 5 << 20,
             linger: Duration::from_millis(200),
         };
-        let delivery = DeliverySettings::default();
-        assert_eq!(effective(settings, 256, &delivery).max_events, 256);
-        assert_eq!(effective(settings, 1000, &delivery).max_events, 256);
+        assert_eq!(effective(settings, 256).max_events, 256);
+        assert_eq!(effective(settings, 1000).max_events, 500);
         let small = BatchSettings {
             max_events: 50,
             ..settings
         };
-        assert_eq!(effective(small, 256, &delivery).max_events, 50);
+        assert_eq!(effective(small, 256).max_events, 50);
     }
 
     #[test]

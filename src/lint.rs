@@ -115,16 +115,16 @@ pub fn lint(config: &Config) -> Vec<Finding> {
             ));
         }
         if let Some(batch) = webhook.batch {
-            let in_flight = u32::from(config.amqp.prefetch).min(webhook.delivery.concurrency);
+            let in_flight = u32::from(config.amqp.prefetch);
             if batch.max_events > in_flight {
                 out.push(finding(
                     Severity::Warning,
                     "batch.max_events",
                     format!(
-                        "{} is more than can be in flight at once (amqp.prefetch = {}, \
-                         delivery.concurrency = {}): such a batch could never fill and would wait \
-                         out linger every time, so the worker sends batches of {in_flight}",
-                        batch.max_events, config.amqp.prefetch, webhook.delivery.concurrency
+                        "{} is more than can be in flight at once (amqp.prefetch = {}): such a \
+                         batch could never fill and would wait out linger every time, so the \
+                         worker sends batches of {in_flight}",
+                        batch.max_events, config.amqp.prefetch
                     ),
                 ));
             }

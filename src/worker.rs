@@ -391,7 +391,14 @@ impl RetryConsumers {
             if self.running.contains_key(name) {
                 continue;
             }
-            let prefetch = u16::try_from(webhook.delivery.concurrency)
+            // A batched webhook sends many events per request: its retry queue may hold as many
+            // unacked as the input, so its batches can fill.
+            let limit = if webhook.batch.is_some() {
+                u32::from(config.amqp.prefetch)
+            } else {
+                webhook.delivery.concurrency
+            };
+            let prefetch = u16::try_from(limit)
                 .unwrap_or(u16::MAX)
                 .min(config.amqp.prefetch)
                 .max(1);
@@ -524,7 +531,7 @@ impl Pipeline {
                     tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
                 let input = take_render_input(&mut event);
                 let outcomes = self
-                    .deliver_to_matching(&event, &input, &cancel)
+                    .deliver_to_matching(&event, input, &cancel)
                     .instrument(span.clone())
                     .await;
                 let id = event.id;
@@ -560,10 +567,15 @@ impl Pipeline {
                 }),
             ),
             Ok(mut event) => {
+                let span =
+                    tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
                 let input = take_render_input(&mut event);
                 let prior = dead_letter::retry_state(&inbound.properties);
+                let rendered = self.render(&hook, &input, prior);
+                drop(input);
                 let outcome = self
-                    .deliver_one(&hook, &event, &input, prior, &cancel)
+                    .send(&hook, &event, rendered, prior, &cancel)
+                    .instrument(span)
                     .await;
                 (Some(event.id), outcome)
             }
@@ -672,7 +684,7 @@ impl Pipeline {
     async fn deliver_to_matching(
         &self,
         event: &Event,
-        input: &RenderInput,
+        input: RenderInput,
         cancel: &CancellationToken,
     ) -> Vec<WebhookOutcome> {
         let hooks = rules::matching(&self.config.webhooks, event);
@@ -690,8 +702,18 @@ impl Pipeline {
             tracing::info!(event_id = %event.id, event_type = %event.trigger, "event matched no webhook");
             return Vec::new();
         }
-        let deliveries = hooks.into_iter().map(|webhook| async move {
-            let outcome = self.deliver_one(&webhook, event, input, None, cancel).await;
+        // Every body first, then the event's JSON tree is dropped: while requests are on the
+        // wire (most of a message's life) it holds only its bodies.
+        let rendered: Vec<(Arc<Webhook>, Rendered)> = hooks
+            .into_iter()
+            .map(|webhook| {
+                let body = self.render(&webhook, &input, None);
+                (webhook, body)
+            })
+            .collect();
+        drop(input);
+        let deliveries = rendered.into_iter().map(|(webhook, body)| async move {
+            let outcome = self.send(&webhook, event, body, None, cancel).await;
             WebhookOutcome {
                 webhook: Some(webhook),
                 outcome,
@@ -700,41 +722,47 @@ impl Pipeline {
         futures_util::future::join_all(deliveries).await
     }
 
-    async fn deliver_one(
+    /// Renders `webhook`'s body: the request body, a batch line, or the dead letter it
+    /// becomes when it cannot be rendered.
+    fn render(
+        &self,
+        webhook: &Webhook,
+        input: &RenderInput,
+        prior: Option<crate::outcome::RetryState>,
+    ) -> Rendered {
+        let attempts = prior.map_or(0, |p| p.attempts);
+        match webhook.template.render_input(input) {
+            Err(e) => Rendered::Failed(Outcome::DeadLetter(Failure {
+                reason: Reason::RenderFailed,
+                attempts,
+                last_status: None,
+                last_error: self.deliverer.redactor().scrub(&e.to_string()),
+            })),
+            Ok(body) if webhook.batch.is_some() => match batch::to_line(&body) {
+                Err(failure) => Rendered::Failed(Outcome::DeadLetter(Failure {
+                    attempts,
+                    ..failure
+                })),
+                Ok(line) => Rendered::Line(line),
+            },
+            Ok(body) => Rendered::Body(body),
+        }
+    }
+
+    /// Sends a rendered body (through the batcher for a batched webhook) in a `delivery` span.
+    async fn send(
         &self,
         webhook: &Arc<Webhook>,
         event: &Event,
-        input: &RenderInput,
+        rendered: Rendered,
         prior: Option<crate::outcome::RetryState>,
         cancel: &CancellationToken,
     ) -> Outcome {
         let span = tracing::info_span!("delivery", webhook = %webhook.name);
-        self.deliver_one_in_span(webhook, event, input, prior, cancel)
-            .instrument(span)
-            .await
-    }
-
-    async fn deliver_one_in_span(
-        &self,
-        webhook: &Arc<Webhook>,
-        event: &Event,
-        input: &RenderInput,
-        prior: Option<crate::outcome::RetryState>,
-        cancel: &CancellationToken,
-    ) -> Outcome {
-        let outcome = match webhook.template.render_input(input) {
-            Err(e) => Outcome::DeadLetter(Failure {
-                reason: Reason::RenderFailed,
-                attempts: prior.map_or(0, |p| p.attempts),
-                last_status: None,
-                last_error: self.deliverer.redactor().scrub(&e.to_string()),
-            }),
-            Ok(body) if webhook.batch.is_some() => match batch::to_line(&body) {
-                Err(failure) => Outcome::DeadLetter(Failure {
-                    attempts: prior.map_or(0, |p| p.attempts),
-                    ..failure
-                }),
-                Ok(text) => {
+        async {
+            let outcome = match rendered {
+                Rendered::Failed(outcome) => outcome,
+                Rendered::Line(text) => {
                     let line = Line {
                         text,
                         event_id: event.id.clone(),
@@ -742,21 +770,33 @@ impl Pipeline {
                     };
                     self.batchers.submit(webhook, line).await
                 }
-            },
-            Ok(body) => {
-                let request = DeliveryRequest {
-                    webhook: webhook.clone(),
-                    event_id: event.id.clone(),
-                    body,
-                    prior,
-                    batch_size: None,
-                };
-                self.deliverer.deliver(&request, cancel).await
-            }
-        };
-        log_outcome(event, &webhook.name, &outcome);
-        outcome
+                Rendered::Body(body) => {
+                    let request = DeliveryRequest {
+                        webhook: webhook.clone(),
+                        event_id: event.id.clone(),
+                        body,
+                        prior,
+                        batch_size: None,
+                    };
+                    self.deliverer.deliver(&request, cancel).await
+                }
+            };
+            log_outcome(event, &webhook.name, &outcome);
+            outcome
+        }
+        .instrument(span)
+        .await
     }
+}
+
+/// A webhook's rendered body, ready to send.
+enum Rendered {
+    /// One request's body.
+    Body(String),
+    /// One NDJSON line for the webhook's batcher.
+    Line(String),
+    /// It could not be rendered: this is its outcome.
+    Failed(Outcome),
 }
 
 /// Moves the event's JSON into a [`RenderInput`] without copying it; from here on only the

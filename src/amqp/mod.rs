@@ -123,7 +123,8 @@ impl Broker {
     ) -> Result<Self, AmqpError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
-        let connect = Connection::connect(url, properties);
+        let url = with_frame_max(url, settings.frame_max);
+        let connect = Connection::connect(&url, properties);
         let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => {
@@ -503,6 +504,17 @@ impl Broker {
                 message: e.to_string(),
             })
     }
+}
+
+/// The URL with `frame_max` asked for, unless the URL sets it itself. lapin sizes its read and
+/// write buffers at 32 frames, so the server's default (128 KiB) would cost 8 MiB per
+/// connection.
+fn with_frame_max(url: &str, frame_max: u32) -> String {
+    if url.contains("frame_max=") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}frame_max={frame_max}")
 }
 
 /// Publishes with publisher confirms: a publish returns only once the broker has the message.

@@ -91,6 +91,9 @@ pub struct AmqpSettings {
     /// With quorum queues: a message redelivered more than this many times is dead-lettered
     /// as `redelivery_limit` instead of being processed again.
     pub redelivery_limit: u32,
+    /// Largest AMQP frame asked for. The client keeps buffers of 32 frames each way, so this
+    /// sets its fixed memory; bodies larger than a frame are split, headers must fit in one.
+    pub frame_max: u32,
     /// Topic exchange the input queue is bound to with `#`.
     pub exchange: String,
     /// Input queue.
@@ -253,6 +256,13 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             "must be greater than 0",
         ));
     }
+    if !(4096..=1024 * 1024).contains(&raw.amqp.frame_max) {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "amqp.frame_max",
+            "must be between 4096 (AMQP's minimum) and 1048576",
+        ));
+    }
     if raw.amqp.redelivery_limit == 0 {
         problems.push(ConfigProblem::field(
             &relay_path,
@@ -341,6 +351,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             fallback_urls,
             queue_type: raw.amqp.queue_type,
             redelivery_limit: raw.amqp.redelivery_limit,
+            frame_max: raw.amqp.frame_max,
             exchange: raw.amqp.exchange,
             queue: raw.amqp.queue,
             dead_letter_queue: raw.amqp.dead_letter_queue,
