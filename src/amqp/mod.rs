@@ -285,6 +285,14 @@ impl Broker {
         Ok(())
     }
 
+    fn settler(&self) -> Settler {
+        Settler {
+            publisher: self.publisher.clone(),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+            input_queue: self.input_queue.clone(),
+        }
+    }
+
     /// Messages ready in `queue` (0 when it does not exist).
     pub async fn ready_count(&self, queue: &str) -> Result<u32, AmqpError> {
         let channel = self
@@ -362,23 +370,10 @@ impl Broker {
         &self,
         consumer: lapin::Consumer,
     ) -> impl Stream<Item = Result<Inbound, AmqpError>> + Unpin + Send + Sync + use<> {
-        let publisher = self.publisher.clone();
         let redactor = self.redactor.clone();
-        let dead_letter_queue = self.dead_letter_queue.clone();
-        let input_queue = self.input_queue.clone();
+        let settler = self.settler();
         consumer.map(move |delivery| match delivery {
-            Ok(delivery) => Ok(Inbound {
-                body: delivery.data,
-                routing_key: delivery.routing_key.as_str().to_string(),
-                redelivered: delivery.redelivered,
-                properties: delivery.properties,
-                handle: SettleHandle {
-                    acker: delivery.acker,
-                    publisher: publisher.clone(),
-                    dead_letter_queue: dead_letter_queue.clone(),
-                    input_queue: input_queue.clone(),
-                },
-            }),
+            Ok(delivery) => Ok(settler.inbound(delivery)),
             Err(e) => Err(AmqpError::Operation {
                 operation: "consume".into(),
                 message: redactor.scrub(&e.to_string()),
@@ -452,21 +447,7 @@ impl Broker {
                 operation: format!("get from queue `{queue}`"),
                 message: self.redactor.scrub(&e.to_string()),
             })?;
-        Ok(got.map(|message| {
-            let delivery = message.delivery;
-            Inbound {
-                body: delivery.data,
-                routing_key: delivery.routing_key.as_str().to_string(),
-                redelivered: delivery.redelivered,
-                properties: delivery.properties,
-                handle: SettleHandle {
-                    acker: delivery.acker,
-                    publisher: self.publisher.clone(),
-                    dead_letter_queue: self.dead_letter_queue.clone(),
-                    input_queue: self.input_queue.clone(),
-                },
-            }
-        }))
+        Ok(got.map(|message| self.settler().inbound(message.delivery)))
     }
 
     /// Deletes the exchange, both queues and every webhook's retry path (demo and test
@@ -607,6 +588,32 @@ impl Inbound {
             .as_ref()
             .and_then(|h| crate::dead_letter::header_text(h, crate::dead_letter::ROUTING_KEY))
             .unwrap_or_else(|| self.routing_key.clone())
+    }
+}
+
+/// What every [`Inbound`] of one connection needs to settle itself.
+#[derive(Clone)]
+struct Settler {
+    publisher: Publisher,
+    dead_letter_queue: String,
+    input_queue: String,
+}
+
+impl Settler {
+    /// Wraps a broker delivery; from here on only its [`SettleHandle`] can ack or nack it.
+    fn inbound(&self, delivery: lapin::message::Delivery) -> Inbound {
+        Inbound {
+            body: delivery.data,
+            routing_key: delivery.routing_key.as_str().to_string(),
+            redelivered: delivery.redelivered,
+            properties: delivery.properties,
+            handle: SettleHandle {
+                acker: delivery.acker,
+                publisher: self.publisher.clone(),
+                dead_letter_queue: self.dead_letter_queue.clone(),
+                input_queue: self.input_queue.clone(),
+            },
+        }
     }
 }
 
