@@ -90,18 +90,18 @@ async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Run => run(&cli.config).await,
         Command::Demo(args) => {
-            crate::telemetry::init("error", LogFormat::Pretty);
+            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty);
             crate::demo::run(args).await
         }
         Command::Check => check::run(&cli.config, &Env::from_process(), cli.json),
         Command::Schema(args) => schema::run(&args, cli.json),
         Command::Healthcheck(args) => ops::healthcheck(&args).await,
         Command::FakeLogzio(args) => {
-            crate::telemetry::init("info", LogFormat::Auto);
+            let _telemetry = crate::telemetry::init("info", LogFormat::Auto);
             ops::fake_logzio(&args).await
         }
         command => {
-            crate::telemetry::init("error", LogFormat::Pretty);
+            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty);
             let config = match load_config(&cli.config) {
                 Ok(config) => config,
                 Err(code) => return code,
@@ -156,7 +156,7 @@ async fn run(dir: &std::path::Path) -> u8 {
         Ok(config) => Arc::new(config),
         Err(code) => return code,
     };
-    crate::telemetry::init("info", config.log_format);
+    let _telemetry = crate::telemetry::init("info", config.log_format);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
