@@ -338,10 +338,10 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
     };
     let webhooks = load_webhooks(dir, &ctx, &mut problems, &mut warnings, &mut secrets);
 
-    if !problems.is_empty() {
+    // `amqp` is `None` only when an `amqp.url` problem was recorded.
+    let Some(url) = amqp.filter(|_| problems.is_empty()) else {
         return Err(ConfigError { problems });
-    }
-    let url = amqp.expect("an amqp.url problem was reported");
+    };
     let url_redacted = redact::redact_url(&url);
     Ok(Config {
         dir: dir.to_path_buf(),
