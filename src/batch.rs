@@ -306,15 +306,15 @@ fn per_line(outcome: &Outcome, line: &Line, settings: &DeliverySettings) -> Outc
     let prior_attempts = line.prior.map_or(0, |p| p.attempts);
     match outcome {
         Outcome::Delivered { attempts, status } => Outcome::Delivered {
-            attempts: prior_attempts + attempts,
+            attempts: prior_attempts.saturating_add(*attempts),
             status: *status,
         },
         Outcome::DeadLetter(f) => Outcome::DeadLetter(Failure {
-            attempts: prior_attempts + f.attempts,
+            attempts: prior_attempts.saturating_add(f.attempts),
             ..f.clone()
         }),
         Outcome::Park(p) => {
-            let attempts = prior_attempts + p.state.attempts;
+            let attempts = prior_attempts.saturating_add(p.state.attempts);
             let first_failure = line
                 .prior
                 .map_or(p.state.first_failure, |prior| prior.first_failure);

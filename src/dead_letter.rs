@@ -34,8 +34,19 @@ pub const FIRST_FAILURE_MS: &str = "x-relay-first-failure-ms";
 /// On the retry path: the delay asked for before the next attempt, in milliseconds.
 pub const RETRY_DELAY_MS: &str = "x-relay-retry-delay-ms";
 
-/// Longest `x-relay-last-error` kept; headers are not the place for a whole response body.
+/// Set instead of the original message's own headers when they were too large to carry
+/// (see [`MAX_CARRIED_HEADER_BYTES`]): how many there were and their encoded size.
+pub const HEADERS_DROPPED: &str = "x-relay-headers-dropped";
+
+/// Longest `x-relay-last-error` kept, in bytes; headers are not the place for a whole
+/// response body.
 const LAST_ERROR_LIMIT: usize = 1024;
+
+/// Most bytes of the original message's own headers that a dead letter or parked delivery
+/// carries. Larger ones are dropped (and counted in [`HEADERS_DROPPED`]): every header must
+/// fit in one AMQP frame (128 KiB by default), and the broker adds `x-death` on the way
+/// through a wait queue, so what we write stays well under a frame whatever we received.
+pub const MAX_CARRIED_HEADER_BYTES: usize = 64 * 1024;
 
 /// A dead letter ready to publish.
 #[derive(Debug, Clone)]
@@ -64,13 +75,10 @@ impl DeadLetter {
         if let Some(status) = self.failure.last_status {
             headers.number(LAST_STATUS, i64::from(status));
         }
-        let error: String = self
-            .failure
-            .last_error
-            .chars()
-            .take(LAST_ERROR_LIMIT)
-            .collect();
-        headers.text(LAST_ERROR, &error);
+        headers.text(
+            LAST_ERROR,
+            truncate(&self.failure.last_error, LAST_ERROR_LIMIT),
+        );
         if let Some(id) = &self.event_id {
             headers.text(EVENT_ID, &id.0);
         }
@@ -114,20 +122,44 @@ pub fn park_properties(
     if let Some(status) = parked.last_status {
         headers.number(LAST_STATUS, i64::from(status));
     }
-    let error: String = parked.last_error.chars().take(LAST_ERROR_LIMIT).collect();
-    headers.text(LAST_ERROR, &error);
+    headers.text(LAST_ERROR, truncate(&parked.last_error, LAST_ERROR_LIMIT));
     headers.text(ROUTING_KEY, routing_key);
     headers.into_properties(original)
 }
 
-/// The retry state a message on the retry path carries, if it carries one.
-pub fn retry_state(properties: &BasicProperties) -> Option<RetryState> {
+/// The retry state a message on the retry path carries, read as untrusted data: the headers
+/// come from whoever published the message. `None` when the message carries no retry state
+/// (a first attempt).
+///
+/// - Attempts are clamped to `max_attempts - 1`: a message on the retry path always gets the
+///   one attempt it was parked for, and a forged count cannot push any arithmetic or loop
+///   past the configured budget.
+/// - A first-failure time in the future is taken as now.
+/// - A relay header that is present but malformed (wrong type, negative, out of range, or
+///   one of the pair missing) is ignored with a warning: the delivery starts afresh.
+pub fn retry_state(properties: &BasicProperties, max_attempts: u32) -> Option<RetryState> {
     let headers = properties.headers().as_ref()?;
-    let attempts = u32::try_from(header_number(headers, ATTEMPTS)?).ok()?;
-    let ms = u64::try_from(header_number(headers, FIRST_FAILURE_MS)?).ok()?;
+    let attempts = headers.inner().get(ATTEMPTS);
+    let first = headers.inner().get(FIRST_FAILURE_MS);
+    if attempts.is_none() && first.is_none() {
+        return None;
+    }
+    let parsed_attempts = header_number(headers, ATTEMPTS).and_then(|n| u32::try_from(n).ok());
+    let parsed_first = header_number(headers, FIRST_FAILURE_MS).and_then(|n| u64::try_from(n).ok());
+    let (Some(attempts), Some(ms)) = (parsed_attempts, parsed_first) else {
+        tracing::warn!(
+            "malformed {ATTEMPTS} / {FIRST_FAILURE_MS} headers on a retry; treating it as a first attempt"
+        );
+        return None;
+    };
+    let now = SystemTime::now();
+    let first_failure = UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .filter(|t| *t <= now)
+        .unwrap_or(now);
     Some(RetryState {
-        attempts,
-        first_failure: UNIX_EPOCH + Duration::from_millis(ms),
+        attempts: attempts.min(max_attempts.saturating_sub(1)),
+        first_failure,
     })
 }
 
@@ -152,13 +184,26 @@ impl RelayHeaders {
         "x-delivery-count",
     ];
 
+    /// The original's headers without the relay's own; all of them dropped (and counted in
+    /// [`HEADERS_DROPPED`]) when together they are over [`MAX_CARRIED_HEADER_BYTES`].
     fn from(original: &BasicProperties) -> Self {
         let mut table = original
             .headers()
             .as_ref()
             .map(|h| h.inner().clone())
             .unwrap_or_default();
-        table.retain(|k, _| !Self::REPLACED.contains(&k.as_str()));
+        table.retain(|k, _| !Self::REPLACED.contains(&k.as_str()) && k.as_str() != HEADERS_DROPPED);
+        let size: usize = table.iter().map(|(k, v)| entry_len(k, v)).sum();
+        if size > MAX_CARRIED_HEADER_BYTES {
+            let count = table.len();
+            table.clear();
+            table.insert(
+                ShortString::from(HEADERS_DROPPED),
+                long_string(&format!(
+                    "{count} headers of {size} bytes: over {MAX_CARRIED_HEADER_BYTES} bytes, not carried"
+                )),
+            );
+        }
         RelayHeaders { table }
     }
 
@@ -177,6 +222,38 @@ impl RelayHeaders {
             .clone()
             .with_headers(FieldTable::from(self.table))
             .with_delivery_mode(2)
+    }
+}
+
+/// `text` cut to at most `limit` bytes, at a character boundary.
+fn truncate(text: &str, limit: usize) -> &str {
+    let mut cut = text.len().min(limit);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
+/// An upper bound of the encoded size of one field-table entry.
+fn entry_len(name: &ShortString, value: &AMQPValue) -> usize {
+    1 + name.as_str().len() + value_len(value)
+}
+
+/// An upper bound of the encoded size of a field value, type tag included.
+fn value_len(value: &AMQPValue) -> usize {
+    1 + match value {
+        AMQPValue::ShortString(s) => 1 + s.as_str().len(),
+        AMQPValue::LongString(s) => 4 + s.as_bytes().len(),
+        AMQPValue::ByteArray(b) => 4 + b.as_slice().len(),
+        AMQPValue::FieldArray(a) => 4 + a.as_slice().iter().map(value_len).sum::<usize>(),
+        AMQPValue::FieldTable(t) => {
+            4 + t
+                .inner()
+                .iter()
+                .map(|(k, v)| entry_len(k, v))
+                .sum::<usize>()
+        }
+        _ => 9,
     }
 }
 
@@ -293,5 +370,101 @@ mod tests {
         );
         let headers = props.headers().clone().unwrap();
         assert_eq!(header_text(&headers, "tenant").as_deref(), Some("acme"));
+    }
+
+    fn with_headers(pairs: &[(&str, AMQPValue)]) -> BasicProperties {
+        let mut table = FieldTable::default();
+        for (name, value) in pairs {
+            table.insert((*name).into(), value.clone());
+        }
+        BasicProperties::default().with_headers(table)
+    }
+
+    #[test]
+    fn forged_retry_headers_are_clamped() {
+        let props = with_headers(&[
+            (ATTEMPTS, AMQPValue::LongLongInt(4_294_967_295)),
+            (FIRST_FAILURE_MS, AMQPValue::LongLongInt(i64::MAX)),
+        ]);
+        let state = retry_state(&props, 8).expect("a retry state");
+        assert_eq!(state.attempts, 7);
+        assert!(state.first_failure <= SystemTime::now());
+        let props = with_headers(&[
+            (ATTEMPTS, AMQPValue::LongUInt(u32::MAX)),
+            (FIRST_FAILURE_MS, AMQPValue::LongLongInt(1_000)),
+        ]);
+        assert_eq!(retry_state(&props, 0).map(|s| s.attempts), Some(0));
+    }
+
+    #[test]
+    fn malformed_retry_headers_mean_a_first_attempt() {
+        assert_eq!(retry_state(&BasicProperties::default(), 8), None);
+        for pairs in [
+            vec![
+                (ATTEMPTS, AMQPValue::LongLongInt(-1)),
+                (FIRST_FAILURE_MS, AMQPValue::LongLongInt(1)),
+            ],
+            vec![
+                (ATTEMPTS, long_string("many")),
+                (FIRST_FAILURE_MS, AMQPValue::LongLongInt(1)),
+            ],
+            vec![(ATTEMPTS, AMQPValue::LongLongInt(3))],
+            vec![
+                (ATTEMPTS, AMQPValue::LongLongInt(3)),
+                (FIRST_FAILURE_MS, AMQPValue::LongLongInt(-5)),
+            ],
+        ] {
+            assert_eq!(retry_state(&with_headers(&pairs), 8), None, "{pairs:?}");
+        }
+        let ok = with_headers(&[
+            (ATTEMPTS, AMQPValue::LongLongInt(3)),
+            (FIRST_FAILURE_MS, AMQPValue::LongLongInt(1_000)),
+        ]);
+        assert_eq!(
+            retry_state(&ok, 8),
+            Some(RetryState {
+                attempts: 3,
+                first_failure: UNIX_EPOCH + Duration::from_secs(1)
+            })
+        );
+    }
+
+    #[test]
+    fn oversized_original_headers_are_dropped_and_counted() {
+        let big = with_headers(&[
+            ("baggage", long_string(&"b".repeat(40_000))),
+            ("trace", long_string(&"t".repeat(40_000))),
+        ]);
+        let letter = DeadLetter {
+            webhook: Some("hook".into()),
+            event_id: Some(EventId("e".into())),
+            failure: Failure {
+                reason: Reason::Rejected,
+                attempts: 1,
+                last_status: Some(400),
+                last_error: "é".repeat(5_000),
+            },
+            failed_at: SystemTime::UNIX_EPOCH,
+        };
+        let props = letter.properties(&big, "Manual");
+        let headers = props.headers().clone().unwrap();
+        assert_eq!(header_text(&headers, "baggage"), None);
+        assert!(
+            header_text(&headers, HEADERS_DROPPED)
+                .unwrap()
+                .starts_with("2 headers of 80"),
+        );
+        let size: usize = headers.inner().iter().map(|(k, v)| entry_len(k, v)).sum();
+        assert!(size < 4096, "{size} bytes written");
+        assert!(header_text(&headers, LAST_ERROR).unwrap().len() <= LAST_ERROR_LIMIT);
+        // Headers under the limit travel unchanged.
+        let small = with_headers(&[("baggage", long_string("b"))]);
+        let headers = letter
+            .properties(&small, "Manual")
+            .headers()
+            .clone()
+            .unwrap();
+        assert_eq!(header_text(&headers, "baggage").as_deref(), Some("b"));
+        assert_eq!(header_text(&headers, HEADERS_DROPPED), None);
     }
 }

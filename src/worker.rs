@@ -570,7 +570,8 @@ impl Pipeline {
                 let span =
                     tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
                 let input = take_render_input(&mut event);
-                let prior = dead_letter::retry_state(&inbound.properties);
+                let prior =
+                    dead_letter::retry_state(&inbound.properties, hook.delivery.max_attempts);
                 let rendered = self.render(&hook, &input, prior);
                 drop(input);
                 let outcome = self

@@ -16,8 +16,8 @@ pub use duration::{parse as parse_duration, show as show_duration};
 pub use env::{Env, Interpolated, interpolate};
 pub use error::{ConfigError, ConfigProblem};
 pub use relay::{
-    DeliveryOverrides, DeliverySettings, LogFormat, Policy, QueueType,
-    RABBITMQ_DEFAULT_CONSUMER_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MEMORY_BUDGET, DeliveryOverrides, DeliverySettings,
+    LogFormat, Policy, QueueType, RABBITMQ_DEFAULT_CONSUMER_TIMEOUT, RABBITMQ_DEFAULT_FRAME_MAX,
 };
 pub use webhook::{
     BatchSettings, ByteSize, Filters, Header, MAX_BATCH_BYTES, MAX_LINE_BYTES, Method, Status,
@@ -91,9 +91,15 @@ pub struct AmqpSettings {
     /// With quorum queues: a message redelivered more than this many times is dead-lettered
     /// as `redelivery_limit` instead of being processed again.
     pub redelivery_limit: u32,
-    /// Largest AMQP frame asked for. The client keeps buffers of 32 frames each way, so this
-    /// sets its fixed memory; bodies larger than a frame are split, headers must fit in one.
+    /// Largest AMQP frame asked for. Message headers must fit in one frame, so this is at
+    /// least RabbitMQ's default (128 KiB): any header a publisher with default settings can
+    /// send is received. The client keeps buffers of 32 frames each way.
     pub frame_max: u32,
+    /// Larger messages are dead-lettered unparsed as `too_large`.
+    pub max_message_bytes: u32,
+    /// Bytes of message bodies in flight (input and retry queues together) the worker aims
+    /// to stay under, by lowering or raising its prefetch.
+    pub memory_budget: u64,
     /// Topic exchange the input queue is bound to with `#`.
     pub exchange: String,
     /// Input queue.
@@ -256,11 +262,27 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             "must be greater than 0",
         ));
     }
-    if !(4096..=1024 * 1024).contains(&raw.amqp.frame_max) {
+    if !(relay::RABBITMQ_DEFAULT_FRAME_MAX..=16 * 1024 * 1024).contains(&raw.amqp.frame_max) {
         problems.push(ConfigProblem::field(
             &relay_path,
             "amqp.frame_max",
-            "must be between 4096 (AMQP's minimum) and 1048576",
+            "must be between 131072 (RabbitMQ's default, so that any header a publisher can \
+             send is received) and 16777216",
+        ));
+    }
+    if raw.amqp.max_message_bytes == 0 {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "amqp.max_message_bytes",
+            "must be at least 1",
+        ));
+    }
+    if raw.amqp.memory_budget < u64::from(raw.amqp.max_message_bytes) {
+        problems.push(ConfigProblem::field(
+            &relay_path,
+            "amqp.memory_budget",
+            "must be at least amqp.max_message_bytes, so that one message of the largest \
+             accepted size fits",
         ));
     }
     if raw.amqp.redelivery_limit == 0 {
@@ -352,6 +374,8 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             queue_type: raw.amqp.queue_type,
             redelivery_limit: raw.amqp.redelivery_limit,
             frame_max: raw.amqp.frame_max,
+            max_message_bytes: raw.amqp.max_message_bytes,
+            memory_budget: raw.amqp.memory_budget,
             exchange: raw.amqp.exchange,
             queue: raw.amqp.queue,
             dead_letter_queue: raw.amqp.dead_letter_queue,

@@ -73,6 +73,21 @@ impl Default for RawMonitor {
     }
 }
 
+/// RabbitMQ's own default `frame_max`: a publisher with default settings can send message
+/// headers up to this size, so the worker must accept frames this large.
+pub const RABBITMQ_DEFAULT_FRAME_MAX: u32 = 128 * 1024;
+
+/// Default `amqp.max_message_bytes`: just above Logz.io's 500,000-byte line limit. An event
+/// that could still be shipped as one Logz.io line is accepted (rendering only adds to the
+/// fields it copies); anything larger is far outside what this feed sends (events are a few
+/// kB) and is dead-lettered as `too_large` for an operator to look at.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 512 * 1024;
+
+/// Default `amqp.memory_budget`: bytes of message bodies in flight. Each body in flight costs
+/// about twice its size while its webhooks' bodies are on the wire, so 24 MiB keeps a backlog
+/// of events of any size inside the shipped 128 MiB pod limit.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 24 * 1024 * 1024;
+
 /// `[amqp]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,6 +97,8 @@ pub(crate) struct RawAmqp {
     pub queue_type: QueueType,
     pub redelivery_limit: u32,
     pub frame_max: u32,
+    pub max_message_bytes: u32,
+    pub memory_budget: u64,
     pub exchange: String,
     pub queue: String,
     pub dead_letter_queue: String,
@@ -103,7 +120,9 @@ impl Default for RawAmqp {
             urls: Vec::new(),
             queue_type: QueueType::Classic,
             redelivery_limit: 20,
-            frame_max: 32 * 1024,
+            frame_max: RABBITMQ_DEFAULT_FRAME_MAX,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
             exchange: "access-requests".into(),
             queue: "access-requests".into(),
             dead_letter_queue: "access-requests.dead-letter".into(),
@@ -168,6 +187,10 @@ impl Default for RawShutdown {
 pub struct Policy {
     /// Refuse webhook URLs that are not `https://`.
     pub require_https: bool,
+    /// Allow `run` to start with no active webhook. The worker then connects but consumes
+    /// nothing (and reports not ready) until a reload brings an active webhook: without it,
+    /// every event would be acked and dropped.
+    pub allow_idle: bool,
     /// Ports besides the scheme's default that webhook URLs may name (e.g. `[8071]` for the
     /// Logz.io listener's TLS port). As an env override: `RELAY__POLICY__ALLOWED_PORTS=8071,8443`.
     #[serde(deserialize_with = "ports")]
@@ -178,6 +201,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             require_https: true,
+            allow_idle: false,
             allowed_ports: Vec::new(),
         }
     }

@@ -643,6 +643,7 @@ mod tests {
         Policy {
             require_https: true,
             allowed_ports: ports.to_vec(),
+            ..Policy::default()
         }
     }
 
@@ -665,6 +666,7 @@ mod tests {
         let lax = Policy {
             require_https: false,
             allowed_ports: vec![],
+            ..Policy::default()
         };
         assert!(check_url("http://h/", &lax).is_ok());
         assert!(check_url("ftp://h/", &lax).unwrap_err().contains("scheme"));

@@ -67,7 +67,12 @@ pub(super) async fn deliver(
 ) -> Outcome {
     let window_started = Instant::now();
     let (mut number, mut first_failure) = match request.prior {
-        Some(prior) => (prior.attempts, Some(prior.first_failure)),
+        // Clamped again here: `prior` may come from any caller, and the loop below skips one
+        // schedule step per prior attempt.
+        Some(prior) => (
+            prior.attempts.min(settings.max_attempts.saturating_sub(1)),
+            Some(prior.first_failure),
+        ),
         None => (0, None),
     };
     // Attempt k's failure waits the schedule's k-th delay: skip those already used.
@@ -132,7 +137,7 @@ pub(super) async fn deliver(
                     .into(),
             });
         }
-        number += 1;
+        number = number.saturating_add(1);
         let attempt = deliverer.send_in_slot(request, number).await;
         drop(slot);
         log_attempt(request, &attempt);
