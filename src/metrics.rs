@@ -37,6 +37,12 @@ pub const CIRCUIT_STATE: &str = "relay_circuit_state";
 pub const RETRY_DEPTH: &str = "relay_retry_queue_depth";
 /// Messages in the dead-letter queue, polled.
 pub const DEAD_LETTER_DEPTH: &str = "relay_dead_letter_queue_depth";
+/// Bytes of message bodies in flight (the memory budget's use), polled.
+pub const IN_FLIGHT_BYTES: &str = "relay_in_flight_bytes";
+/// The input queue's prefetch, as the memory budget sets it.
+pub const PREFETCH: &str = "relay_prefetch";
+/// Messages holding outcomes that the broker has not confirmed yet (the store is failing).
+pub const STORE_HELD: &str = "relay_store_held_messages";
 /// Successful reconnections to the broker (the first connection does not count).
 pub const RECONNECTS: &str = "relay_broker_reconnects_total";
 /// Config reloads by result (`success`, `failure`).
@@ -225,18 +231,49 @@ pub fn circuit_value(state: crate::delivery::breaker::CircuitState) -> f64 {
     }
 }
 
-/// Whether the worker is connected and consuming, with the reason when it is not.
+/// Why the worker is not taking events, as `/readyz` says it. The texts are fixed: a reason
+/// never carries an error message, so never a broker host, user or URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// Not connected to the broker yet.
+    Starting,
+    /// The broker connection was lost; reconnecting with backoff.
+    Reconnecting,
+    /// Connected, but no webhook is active (`policy.allow_idle`): nothing is consumed.
+    Idle,
+    /// SIGTERM: finishing in-flight deliveries.
+    ShuttingDown,
+}
+
+impl NotReady {
+    /// The reason shown by `/readyz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotReady::Starting => "starting: not connected to the broker yet",
+            NotReady::Reconnecting => "reconnecting to the broker",
+            NotReady::Idle => "idle: no active webhook, so no events are consumed",
+            NotReady::ShuttingDown => "shutting down",
+        }
+    }
+}
+
+/// The `/readyz` reason while dead letters or parked deliveries cannot be stored.
+pub const STORE_FAILING: &str = "dead letters or parked deliveries cannot be stored: intake \
+     paused until the broker confirms them again";
+
+/// Whether the worker is taking events (`/readyz`): consuming, with a working store for dead
+/// letters and parked deliveries.
 #[derive(Debug)]
 pub struct Readiness {
-    ready: AtomicBool,
-    reason: Mutex<String>,
+    broker: Mutex<Option<NotReady>>,
+    store_failing: AtomicBool,
 }
 
 impl Default for Readiness {
     fn default() -> Self {
         Readiness {
-            ready: AtomicBool::new(false),
-            reason: Mutex::new("starting: not connected to the broker yet".into()),
+            broker: Mutex::new(Some(NotReady::Starting)),
+            store_failing: AtomicBool::new(false),
         }
     }
 }
@@ -244,26 +281,28 @@ impl Default for Readiness {
 impl Readiness {
     /// Connected and consuming.
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::SeqCst);
+        *self.broker.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Not ready, and why (e.g. `reconnecting to the broker`).
-    pub fn set_not_ready(&self, reason: impl Into<String>) {
-        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason.into();
-        self.ready.store(false, Ordering::SeqCst);
+    /// Not consuming, and why.
+    pub fn set_not_ready(&self, reason: NotReady) {
+        *self.broker.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Whether dead letters or parked deliveries are failing to be stored.
+    pub fn set_store_failing(&self, failing: bool) {
+        self.store_failing.store(failing, Ordering::SeqCst);
     }
 
     /// `Ok(())` when ready, else the reason.
-    pub fn check(&self) -> Result<(), String> {
-        if self.ready.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(self
-                .reason
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone())
+    pub fn check(&self) -> Result<(), &'static str> {
+        if let Some(reason) = *self.broker.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(reason.as_str());
         }
+        if self.store_failing.load(Ordering::SeqCst) {
+            return Err(STORE_FAILING);
+        }
+        Ok(())
     }
 }
 
@@ -315,7 +354,19 @@ mod tests {
         assert!(r.check().unwrap_err().contains("starting"));
         r.set_ready();
         assert_eq!(r.check(), Ok(()));
-        r.set_not_ready("reconnecting to the broker");
+        r.set_not_ready(NotReady::Reconnecting);
         assert_eq!(r.check().unwrap_err(), "reconnecting to the broker");
+        r.set_ready();
+        r.set_store_failing(true);
+        assert_eq!(r.check().unwrap_err(), STORE_FAILING);
+        r.set_not_ready(NotReady::ShuttingDown);
+        assert_eq!(
+            r.check().unwrap_err(),
+            "shutting down",
+            "the broker state comes first"
+        );
+        r.set_ready();
+        r.set_store_failing(false);
+        assert_eq!(r.check(), Ok(()));
     }
 }

@@ -18,16 +18,19 @@ pub enum Reason {
     /// The broker redelivered the message more than `amqp.redelivery_limit` times without it
     /// being settled (a poison message that crashes or stalls the worker).
     RedeliveryLimit,
+    /// The message is larger than `amqp.max_message_bytes`; dead-lettered without parsing.
+    TooLarge,
 }
 
 impl Reason {
     /// Every reason, for parsing and listing.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::DeliveryFailed,
         Reason::Rejected,
         Reason::RenderFailed,
         Reason::InvalidEvent,
         Reason::RedeliveryLimit,
+        Reason::TooLarge,
     ];
 
     /// The header value, e.g. `delivery_failed`.
@@ -38,6 +41,7 @@ impl Reason {
             Reason::RenderFailed => "render_failed",
             Reason::InvalidEvent => "invalid_event",
             Reason::RedeliveryLimit => "redelivery_limit",
+            Reason::TooLarge => "too_large",
         }
     }
 

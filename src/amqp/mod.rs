@@ -20,18 +20,22 @@
 //!
 //! The retry path's queue names and arguments are in [`topology`].
 
+pub mod flow;
+pub mod intake;
 pub mod topology;
 
-use crate::config::{AmqpSettings, Webhook};
+use crate::config::{AmqpSettings, QueueType, Webhook};
 use crate::redact::Redactor;
-use futures_util::{Stream, StreamExt};
+use flow::{Budget, Lease};
+use intake::Intake;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a close or cancel may wait for the broker's answer: a broker that went away
@@ -60,13 +64,22 @@ pub enum AmqpError {
         /// What went wrong.
         message: String,
     },
-    /// The broker refused a publish (`basic.nack`) or could not route it.
+    /// The broker refused a publish (`basic.nack`), or the channel failed before confirming.
     #[error("publish to {target}: {message}")]
     NotConfirmed {
         /// Exchange and routing key.
         target: String,
         /// Why.
         message: String,
+    },
+    /// The broker returned a mandatory publish: no queue is bound for it (e.g. the
+    /// dead-letter queue was deleted).
+    #[error("publish to {target}: unroutable ({reply}): no queue is bound for it")]
+    Unroutable {
+        /// Exchange and routing key.
+        target: String,
+        /// The broker's reply text.
+        reply: String,
     },
     /// The channel the message came in on is gone; the broker will redeliver the message.
     #[error("{0}: the channel is closed; the broker will redeliver the message")]
@@ -75,12 +88,11 @@ pub enum AmqpError {
 
 /// An open connection with its consuming channel and its confirm-mode publishing channel.
 pub struct Broker {
-    connection: Connection,
+    connection: Arc<Connection>,
     consume_channel: Channel,
     publisher: Publisher,
     redactor: Redactor,
-    dead_letter_queue: String,
-    input_queue: String,
+    topology: Arc<StoreTopology>,
     /// The channels of the retry consumers. Held here, not only by the consumers, so that a
     /// cancelled consumer's channel stays open until [`Broker::close`]: its deliveries still
     /// in flight must be able to ack on it (a closed channel hands them back to the broker).
@@ -156,24 +168,23 @@ impl Broker {
             .basic_qos(settings.prefetch, BasicQosOptions::default())
             .await
             .map_err(op("set prefetch"))?;
-        let publish_channel = connection
-            .create_channel()
-            .await
-            .map_err(op("open publish channel"))?;
-        publish_channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(op("enable publisher confirms"))?;
+        let connection = Arc::new(connection);
+        let publish_channel = open_confirm_channel(&connection, redactor).await?;
         Ok(Broker {
-            connection,
-            consume_channel,
             publisher: Publisher {
-                channel: publish_channel,
+                connection: connection.clone(),
+                channel: Arc::new(tokio::sync::Mutex::new(publish_channel)),
                 redactor: redactor.clone(),
             },
+            connection,
+            consume_channel,
             redactor: redactor.clone(),
-            dead_letter_queue: settings.dead_letter_queue.clone(),
-            input_queue: settings.queue.clone(),
+            topology: Arc::new(StoreTopology {
+                dead_letter_queue: settings.dead_letter_queue.clone(),
+                input_queue: settings.queue.clone(),
+                queue_type: settings.queue_type,
+                declare: settings.declare,
+            }),
             retry_channels: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -288,8 +299,7 @@ impl Broker {
     fn settler(&self) -> Settler {
         Settler {
             publisher: self.publisher.clone(),
-            dead_letter_queue: self.dead_letter_queue.clone(),
-            input_queue: self.input_queue.clone(),
+            topology: self.topology.clone(),
         }
     }
 
@@ -317,90 +327,63 @@ impl Broker {
         Ok(result.map(|q| q.message_count()).unwrap_or(0))
     }
 
-    /// Starts consuming a webhook's retry queue on a channel of its own with `prefetch`.
-    /// Dropping the returned consumer's token-holder does nothing; call
-    /// [`RetryConsumer::cancel`] to stop the broker sending more. The channel stays open until
-    /// [`Broker::close`], so deliveries taken before a cancel can still be acked.
+    /// Starts consuming a webhook's retry queue on a channel of its own, with a prefetch of at
+    /// most `prefetch` that follows `budget`. The channel stays open until [`Broker::close`],
+    /// so deliveries taken before the intake is stopped can still be acked.
     pub async fn consume_retry(
         &self,
         settings: &AmqpSettings,
         webhook: &str,
         prefetch: u16,
-    ) -> Result<RetryConsumer, AmqpError> {
+        budget: &Arc<Budget>,
+    ) -> Result<Intake, AmqpError> {
         let queue = topology::retry_queue(&settings.queue, webhook);
-        let op = |operation: String| {
-            let redactor = self.redactor.clone();
-            move |e: lapin::Error| AmqpError::Operation {
-                operation,
-                message: redactor.scrub(&e.to_string()),
-            }
-        };
         let channel = self
             .connection
             .create_channel()
             .await
-            .map_err(op(format!("open channel for `{queue}`")))?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(op(format!("set prefetch for `{queue}`")))?;
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(op(format!("consume queue `{queue}`")))?;
-        let tag = consumer.tag().as_str().to_string();
+            .map_err(|e| AmqpError::Operation {
+                operation: format!("open channel for `{queue}`"),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
         self.retry_channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(channel.clone());
-        let stream = self.inbound_stream(consumer);
-        Ok(RetryConsumer {
+        let mut intake = Intake::new(
             channel,
-            tag,
-            stream: Box::pin(stream),
-        })
+            queue,
+            prefetch,
+            budget.clone(),
+            self.settler(),
+            self.redactor.clone(),
+        );
+        intake.resume().await?;
+        Ok(intake)
     }
 
-    fn inbound_stream(
-        &self,
-        consumer: lapin::Consumer,
-    ) -> impl Stream<Item = Result<Inbound, AmqpError>> + Unpin + Send + Sync + use<> {
-        let redactor = self.redactor.clone();
-        let settler = self.settler();
-        consumer.map(move |delivery| match delivery {
-            Ok(delivery) => Ok(settler.inbound(delivery)),
-            Err(e) => Err(AmqpError::Operation {
-                operation: "consume".into(),
-                message: redactor.scrub(&e.to_string()),
-            }),
-        })
-    }
-
-    /// Starts consuming the input queue with manual acks. The stream ends (or yields an
-    /// error) when the channel or connection is lost.
+    /// Starts consuming the input queue with manual acks, with a prefetch of at most
+    /// `amqp.prefetch` that follows `budget`.
     pub async fn consume(
         &self,
         settings: &AmqpSettings,
-    ) -> Result<impl Stream<Item = Result<Inbound, AmqpError>> + Unpin + use<>, AmqpError> {
-        let consumer = self
-            .consume_channel
-            .basic_consume(
-                settings.queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| AmqpError::Operation {
-                operation: format!("consume queue `{}`", settings.queue),
-                message: self.redactor.scrub(&e.to_string()),
-            })?;
-        Ok(self.inbound_stream(consumer))
+        budget: &Arc<Budget>,
+    ) -> Result<Intake, AmqpError> {
+        let mut intake = self.input_intake(settings, budget);
+        intake.resume().await?;
+        Ok(intake)
+    }
+
+    /// The input queue's [`Intake`], not consuming yet ([`Intake::resume`] starts it).
+    pub fn input_intake(&self, settings: &AmqpSettings, budget: &Arc<Budget>) -> Intake {
+        Intake::new(
+            self.consume_channel.clone(),
+            settings.queue.clone(),
+            settings.prefetch,
+            budget.clone(),
+            self.settler(),
+            self.redactor.clone(),
+        )
     }
 
     /// The confirm-mode publisher of this connection.
@@ -447,7 +430,7 @@ impl Broker {
                 operation: format!("get from queue `{queue}`"),
                 message: self.redactor.scrub(&e.to_string()),
             })?;
-        Ok(got.map(|message| self.settler().inbound(message.delivery)))
+        Ok(got.map(|message| self.settler().inbound(message.delivery, None)))
     }
 
     /// Deletes the exchange, both queues and every webhook's retry path (demo and test
@@ -498,14 +481,52 @@ fn with_frame_max(url: &str, frame_max: u32) -> String {
     format!("{url}{separator}frame_max={frame_max}")
 }
 
+/// Opens a channel in confirm mode (`confirm.select`).
+async fn open_confirm_channel(
+    connection: &Connection,
+    redactor: &Redactor,
+) -> Result<Channel, AmqpError> {
+    let op = |operation: &'static str| {
+        move |e: lapin::Error| AmqpError::Operation {
+            operation: operation.into(),
+            message: redactor.scrub(&e.to_string()),
+        }
+    };
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(op("open publish channel"))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(op("enable publisher confirms"))?;
+    Ok(channel)
+}
+
 /// Publishes with publisher confirms: a publish returns only once the broker has the message.
+///
+/// The channel is watched like the consuming one: when the broker closed it (a channel error),
+/// the next publish opens a new one on the same connection, so a broken publish channel never
+/// turns into lost or repeated work while the consuming channel, and its unacked messages,
+/// stay as they are.
 #[derive(Clone)]
 pub struct Publisher {
-    channel: Channel,
+    connection: Arc<Connection>,
+    channel: Arc<tokio::sync::Mutex<Channel>>,
     redactor: Redactor,
 }
 
 impl Publisher {
+    /// The open confirm-mode channel, reopened first if the broker closed it.
+    async fn channel(&self) -> Result<Channel, AmqpError> {
+        let mut channel = self.channel.lock().await;
+        if !channel.status().connected() && self.connection.status().connected() {
+            tracing::warn!("the publish channel was closed by the broker; opening a new one");
+            *channel = open_confirm_channel(&self.connection, &self.redactor).await?;
+        }
+        Ok(channel.clone())
+    }
+
     /// Publishes `body` as mandatory and waits for the broker's confirm. A nack, an
     /// unroutable message or a lost channel is an error.
     pub async fn publish_confirmed(
@@ -525,7 +546,8 @@ impl Publisher {
             message,
         };
         let confirm = self
-            .channel
+            .channel()
+            .await?
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
@@ -540,10 +562,10 @@ impl Publisher {
             .map_err(|e| failed(self.redactor.scrub(&e.to_string())))?;
         match confirm.await {
             Ok(Confirmation::Ack(None)) => Ok(()),
-            Ok(Confirmation::Ack(Some(returned))) => Err(failed(format!(
-                "unroutable ({}): no queue is bound for it",
-                returned.reply_text
-            ))),
+            Ok(Confirmation::Ack(Some(returned))) => Err(AmqpError::Unroutable {
+                target,
+                reply: returned.reply_text.to_string(),
+            }),
             Ok(Confirmation::Nack(_)) => Err(failed("the broker refused it (nack)".into())),
             Ok(Confirmation::NotRequested) => Err(failed(
                 "publisher confirms are not enabled on this channel".into(),
@@ -566,6 +588,8 @@ pub struct Inbound {
     pub redelivered: bool,
     /// Acks, requeues or dead-letters it.
     pub handle: SettleHandle,
+    /// The body's bytes counted against the memory budget, released with the message.
+    _lease: Option<Lease>,
 }
 
 impl Inbound {
@@ -591,17 +615,26 @@ impl Inbound {
     }
 }
 
+/// Where a connection stores dead letters and parked deliveries, and whether it may declare
+/// a store queue that went missing.
+#[derive(Debug)]
+struct StoreTopology {
+    dead_letter_queue: String,
+    input_queue: String,
+    queue_type: QueueType,
+    declare: bool,
+}
+
 /// What every [`Inbound`] of one connection needs to settle itself.
 #[derive(Clone)]
 struct Settler {
     publisher: Publisher,
-    dead_letter_queue: String,
-    input_queue: String,
+    topology: Arc<StoreTopology>,
 }
 
 impl Settler {
     /// Wraps a broker delivery; from here on only its [`SettleHandle`] can ack or nack it.
-    fn inbound(&self, delivery: lapin::message::Delivery) -> Inbound {
+    fn inbound(&self, delivery: lapin::message::Delivery, lease: Option<Lease>) -> Inbound {
         Inbound {
             body: delivery.data,
             routing_key: delivery.routing_key.as_str().to_string(),
@@ -610,29 +643,10 @@ impl Settler {
             handle: SettleHandle {
                 acker: delivery.acker,
                 publisher: self.publisher.clone(),
-                dead_letter_queue: self.dead_letter_queue.clone(),
-                input_queue: self.input_queue.clone(),
+                topology: self.topology.clone(),
             },
+            _lease: lease,
         }
-    }
-}
-
-/// A consumer of one webhook's retry queue.
-pub struct RetryConsumer {
-    channel: Channel,
-    tag: String,
-    /// The messages, as [`Inbound`] values.
-    pub stream: std::pin::Pin<Box<dyn Stream<Item = Result<Inbound, AmqpError>> + Send + Sync>>,
-}
-
-impl RetryConsumer {
-    /// Asks the broker to stop sending; messages already received can still be settled.
-    pub async fn cancel(&self) {
-        let cancel = self.channel.basic_cancel(
-            self.tag.as_str().into(),
-            lapin::options::BasicCancelOptions::default(),
-        );
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, cancel).await;
     }
 }
 
@@ -641,8 +655,7 @@ impl RetryConsumer {
 pub struct SettleHandle {
     acker: lapin::Acker,
     publisher: Publisher,
-    dead_letter_queue: String,
-    input_queue: String,
+    topology: Arc<StoreTopology>,
 }
 
 impl SettleHandle {
@@ -653,7 +666,7 @@ impl SettleHandle {
         properties: BasicProperties,
     ) -> Result<(), AmqpError> {
         self.publisher
-            .publish_confirmed("", &self.dead_letter_queue, body, properties)
+            .publish_confirmed("", &self.topology.dead_letter_queue, body, properties)
             .await
     }
 
@@ -666,11 +679,61 @@ impl SettleHandle {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), AmqpError> {
-        let queue =
-            topology::wait_queue_for(&self.input_queue, &webhook.name, &webhook.delivery, delay);
+        let queue = topology::wait_queue_for(
+            &self.topology.input_queue,
+            &webhook.name,
+            &webhook.delivery,
+            delay,
+        );
         self.publisher
             .publish_confirmed("", &queue, body, properties)
             .await
+    }
+
+    /// Declares the dead-letter queue again, after a publish to it came back unroutable.
+    /// `Ok(false)` when `amqp.declare = false` forbids it.
+    pub async fn restore_dead_letter_queue(&self) -> Result<bool, AmqpError> {
+        let arguments = topology::queue_arguments(self.topology.queue_type);
+        self.restore(&self.topology.dead_letter_queue, arguments)
+            .await
+    }
+
+    /// Declares `webhook`'s wait queue for `delay` again, after a park to it came back
+    /// unroutable. `Ok(false)` when `amqp.declare = false` forbids it.
+    pub async fn restore_wait_queue(
+        &self,
+        webhook: &Webhook,
+        delay: std::time::Duration,
+    ) -> Result<bool, AmqpError> {
+        let input = &self.topology.input_queue;
+        let tier = topology::tier_for(&webhook.delivery, delay);
+        let retry = topology::retry_queue(input, &webhook.name);
+        let arguments = topology::wait_queue_arguments(self.topology.queue_type, tier, &retry);
+        self.restore(&topology::wait_queue(input, &webhook.name, tier), arguments)
+            .await
+    }
+
+    async fn restore(&self, queue: &str, arguments: FieldTable) -> Result<bool, AmqpError> {
+        if !self.topology.declare {
+            return Ok(false);
+        }
+        let channel = self.publisher.channel().await?;
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.into(), options, arguments)
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: format!("declare queue `{queue}` again"),
+                message: self.publisher.redactor.scrub(&e.to_string()),
+            })?;
+        tracing::warn!(
+            queue,
+            "declared a missing queue again (amqp.declare = true)"
+        );
+        Ok(true)
     }
 
     /// Acks the message. An error means the channel is gone and the broker will redeliver it.

@@ -52,14 +52,18 @@ pub fn wait_queue_for(
     settings: &DeliverySettings,
     delay: Duration,
 ) -> String {
+    wait_queue(input_queue, webhook, tier_for(settings, delay))
+}
+
+/// The tier a wanted `delay` waits in: the shortest not below it, or the longest.
+pub fn tier_for(settings: &DeliverySettings, delay: Duration) -> Duration {
     let tiers = tiers(settings);
-    let tier = tiers
+    tiers
         .iter()
         .find(|t| **t >= delay)
         .or(tiers.last())
         .copied()
-        .unwrap_or(settings.max_backoff);
-    wait_queue(input_queue, webhook, tier)
+        .unwrap_or(settings.max_backoff)
 }
 
 /// Arguments every queue gets: its type.

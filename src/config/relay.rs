@@ -77,11 +77,13 @@ impl Default for RawMonitor {
 /// headers up to this size, so the worker must accept frames this large.
 pub const RABBITMQ_DEFAULT_FRAME_MAX: u32 = 128 * 1024;
 
-/// Default `amqp.max_message_bytes`: just above Logz.io's 500,000-byte line limit. An event
-/// that could still be shipped as one Logz.io line is accepted (rendering only adds to the
-/// fields it copies); anything larger is far outside what this feed sends (events are a few
-/// kB) and is dead-lettered as `too_large` for an operator to look at.
-pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 512 * 1024;
+/// Default `amqp.max_message_bytes`: 1 MiB, twice Logz.io's 500,000-byte line limit. Every
+/// event whose line could fit that limit is accepted with room to spare (escaping only grows
+/// what a template copies), and an event between the two is still judged by its webhook (a
+/// batched webhook dead-letters a line over 500,000 bytes as `rejected`, saying so). Events
+/// in this feed are a few kB: anything over 1 MiB is broken or hostile and is dead-lettered
+/// unparsed as `too_large`, before it costs a parse.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 
 /// Default `amqp.memory_budget`: bytes of message bodies in flight. Each body in flight costs
 /// about twice its size while its webhooks' bodies are on the wire, so 24 MiB keeps a backlog

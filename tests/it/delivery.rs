@@ -798,11 +798,12 @@ requester_emails = ["fox@example.com"]
     app.finish().await;
 }
 
-/// With the dead-letter queue gone, a dead letter is unroutable and not stored, so the event
-/// is requeued, never acked; once the queue is back the dead letter lands and the input is
-/// acked. Nothing is lost.
+/// With the dead-letter queue gone, a dead letter is unroutable and not stored: the event is
+/// never acked without it, and it is not requeued either (that would deliver it again). The
+/// worker keeps the outcome, declares the queue again (`amqp.declare = true`) and stores the
+/// dead letter; then the input is acked. Nothing is lost and nothing is sent twice.
 #[tokio::test]
-async fn a_dead_letter_that_is_not_stored_requeues_the_event() {
+async fn a_dead_letter_that_is_not_stored_is_stored_again_without_delivering_again() {
     let app = app("dlq-gone")
         .webhook(
             r#"
@@ -826,27 +827,22 @@ body_template = '{"id": "{{ data.id }}"}'
     app.publish_raw(original.as_bytes(), "RequestApproved", Some("msg-dlq-gone"))
         .await;
 
+    // The worker declares the queue again and stores the dead letter; only then is the input
+    // acked.
     assert!(
-        app.wait_count(|s| &s.requeued, 1, WAIT).await,
-        "the event is requeued when its dead letter cannot be stored"
+        app.wait_count(|s| &s.dead_lettered, 1, WAIT).await,
+        "the dead letter is stored once its queue is declared again"
     );
-    assert_eq!(
-        app.count(|s| &s.acked),
-        0,
-        "never acked without its dead letter"
-    );
-    assert_eq!(app.count(|s| &s.dead_lettered), 0);
-
-    app.redeclare_topology().await;
     let letters = app.dead_letters(1, WAIT).await;
     assert_eq!(
         letters.len(),
         1,
         "the dead letter lands once the queue is back"
     );
-    assert!(
-        app.wait_count(|s| &s.acked, 1, WAIT).await,
-        "the input is acked once its dead letter is stored"
+    assert_eq!(
+        app.count(|s| &s.acked),
+        1,
+        "the input is acked with its dead letter stored"
     );
     let letter = &letters[0];
     assert_eq!(letter.body, original.as_bytes());
@@ -858,14 +854,17 @@ body_template = '{"id": "{{ data.id }}"}'
     assert_eq!(info.event_id.as_deref(), Some("msg-dlq-gone"));
     assert_eq!(app.count(|s| &s.acked), 1);
     assert_eq!(app.count(|s| &s.dead_lettered), 1);
+    assert_eq!(app.count(|s| &s.requeued), 0, "never requeued");
+    assert_eq!(app.count(|s| &s.consumed), 1, "taken from the queue once");
     assert_eq!(
         app.ready_count(&app.config.amqp.queue).await,
         0,
         "input empty"
     );
-    assert!(
-        app.listener().requests().len() >= 2,
-        "the requeued event was delivered again"
+    assert_eq!(
+        app.listener().requests().len(),
+        1,
+        "the endpoint was asked once: a failing store never re-sends"
     );
     app.finish().await;
 }

@@ -170,9 +170,11 @@ retry_window = "5s"
 }
 
 /// Parking is confirmed before the input is acked: with the webhook's wait queues gone the
-/// park is unroutable, so the input is requeued, not acked, and delivered on its next pass.
+/// park is unroutable and not stored. The worker keeps the outcome (no requeue, no second
+/// request), declares the wait queue again and stores the park; the delivery then comes back
+/// from the retry path and succeeds.
 #[tokio::test]
-async fn an_unstored_park_requeues_the_input_instead_of_acking_it() {
+async fn an_unstored_park_is_stored_again_once_its_wait_queue_is_declared() {
     let app = app("retry-unstored")
         .webhook(&hook("flaky", 0, ""))
         .delivery(
@@ -204,13 +206,20 @@ retry_window = "1ms"
     assert_eq!(
         app.listener().wait_for_accepted(1, WAIT).await,
         vec![json!({"id": "unstored-1"})],
-        "delivered on the input's next pass"
+        "delivered from the retry path"
     );
-    assert!(app.wait_count(|s| &s.acked, 1, WAIT).await);
-    assert_eq!(app.count(|s| &s.requeued), 1, "requeued once, not acked");
-    assert_eq!(app.count(|s| &s.parked), 0, "nothing counted as parked");
-    assert_eq!(app.count(|s| &s.consumed), 2, "the input came back");
-    assert_eq!(app.count(|s| &s.acked), 1);
+    assert!(
+        app.wait_count(|s| &s.acked, 2, WAIT).await,
+        "input and retry acked"
+    );
+    assert_eq!(app.count(|s| &s.requeued), 0, "never requeued");
+    assert_eq!(
+        app.count(|s| &s.parked),
+        1,
+        "parked once it could be stored"
+    );
+    assert_eq!(app.count(|s| &s.consumed), 1, "the input was taken once");
+    assert_eq!(app.count(|s| &s.retries_consumed), 1);
     assert_eq!(app.listener().requests().len(), 2, "503, then 200");
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);

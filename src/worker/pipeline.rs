@@ -1,0 +1,441 @@
+//! One message's path, decode → match → render → deliver → settle, with the config it
+//! started with. A [`Pipeline`] is immutable; a reload makes a new one, and messages already
+//! in flight finish with the old.
+
+use super::Stats;
+use crate::amqp::Inbound;
+use crate::batch::{self, Batchers, Line};
+use crate::config::{Config, QueueType, Webhook};
+use crate::dead_letter;
+use crate::delivery::{Deliverer, DeliveryRequest};
+use crate::event::{self, Event};
+use crate::metrics::{self, WebhookMetrics};
+use crate::outcome::{Failure, Outcome, Reason};
+use crate::rules;
+use crate::settle::{self, SettleContext, Settled, StoreHealth, WebhookOutcome};
+use crate::template::RenderInput;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// One config and everything built from it. Immutable; a reload makes a new one.
+pub(super) struct Pipeline {
+    pub(super) config: Arc<Config>,
+    pub(super) deliverer: Arc<Deliverer>,
+    batchers: Batchers,
+    pub(super) stats: Arc<Stats>,
+    pub(super) webhook_metrics: HashMap<String, WebhookMetrics>,
+    health: Arc<StoreHealth>,
+}
+
+impl Pipeline {
+    pub(super) fn new(
+        config: Arc<Config>,
+        deliverer: Deliverer,
+        stats: Arc<Stats>,
+        health: Arc<StoreHealth>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let webhook_metrics: HashMap<String, WebhookMetrics> = config
+            .webhooks
+            .iter()
+            .map(|w| (w.name.clone(), stats.metrics.webhook(&w.name)))
+            .collect();
+        let deliverer = Arc::new(deliverer.with_metrics(webhook_metrics.clone()));
+        let batchers = Batchers::start(&config, deliverer.clone(), shutdown.clone());
+        Pipeline {
+            config,
+            deliverer,
+            batchers,
+            stats,
+            webhook_metrics,
+            health,
+        }
+    }
+
+    /// Whether any webhook is active: without one, nothing may be consumed (every event
+    /// would be acked and dropped).
+    pub(super) fn has_active_webhook(&self) -> bool {
+        self.config.webhooks.iter().any(|w| w.is_active())
+    }
+}
+
+impl Pipeline {
+    /// An input event: decode, match, render and deliver per webhook, settle.
+    pub(super) async fn handle_input(&self, inbound: Inbound, cancel: CancellationToken) {
+        if let Some(outcomes) = self.unprocessable(&inbound, None) {
+            return self.settle(inbound, None, outcomes, cancel).await;
+        }
+        let decoded = event::decode(&inbound.body, inbound.message_id());
+        let (event_id, outcomes) = match decoded {
+            Err(invalid) => {
+                tracing::warn!(
+                    routing_key = %inbound.routing_key,
+                    error = %invalid,
+                    "invalid event; dead-lettering it"
+                );
+                let outcome = WebhookOutcome {
+                    webhook: None,
+                    outcome: Outcome::DeadLetter(Failure {
+                        reason: Reason::InvalidEvent,
+                        attempts: 0,
+                        last_status: None,
+                        last_error: invalid.to_string(),
+                    }),
+                };
+                (None, vec![outcome])
+            }
+            Ok(mut event) => {
+                let span =
+                    tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
+                let input = take_render_input(&mut event);
+                let outcomes = self
+                    .deliver_to_matching(&event, input, &cancel)
+                    .instrument(span.clone())
+                    .await;
+                let id = event.id;
+                return self
+                    .settle(inbound, Some(id), outcomes, cancel)
+                    .instrument(span)
+                    .await;
+            }
+        };
+        self.settle(inbound, event_id, outcomes, cancel).await;
+    }
+
+    /// A delivery back from `webhook`'s retry queue: the same path, for that webhook only.
+    pub(super) async fn handle_retry(
+        &self,
+        inbound: Inbound,
+        webhook: &str,
+        cancel: CancellationToken,
+    ) {
+        let Some(hook) = self.config.webhook(webhook).cloned() else {
+            // Removed by a reload while the message was on its way: it waits in the retry
+            // queue until the webhook comes back (or an operator purges it).
+            let settled = settle::put_back(inbound, "its webhook was removed by a reload").await;
+            return self.record_settled(&settled, None, &[]);
+        };
+        if let Some(outcomes) = self.unprocessable(&inbound, Some(&hook)) {
+            return self.settle(inbound, None, outcomes, cancel).await;
+        }
+        let (event_id, outcome) = match event::decode(&inbound.body, inbound.message_id()) {
+            Err(invalid) => (
+                None,
+                Outcome::DeadLetter(Failure {
+                    reason: Reason::InvalidEvent,
+                    attempts: 0,
+                    last_status: None,
+                    last_error: invalid.to_string(),
+                }),
+            ),
+            Ok(mut event) => {
+                let span =
+                    tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
+                let input = take_render_input(&mut event);
+                let prior =
+                    dead_letter::retry_state(&inbound.properties, hook.delivery.max_attempts);
+                let rendered = self.render(&hook, &input, prior);
+                drop(input);
+                let outcome = self
+                    .send(&hook, &event, rendered, prior, &cancel)
+                    .instrument(span)
+                    .await;
+                (Some(event.id), outcome)
+            }
+        };
+        let outcomes = vec![WebhookOutcome {
+            webhook: Some(hook),
+            outcome,
+        }];
+        self.settle(inbound, event_id, outcomes, cancel).await;
+    }
+
+    /// A message dead-lettered without being parsed: larger than `amqp.max_message_bytes`,
+    /// or (with quorum queues) delivered more often than the redelivery limit, so that a
+    /// poison message cannot loop for ever.
+    fn unprocessable(
+        &self,
+        inbound: &Inbound,
+        webhook: Option<&Arc<Webhook>>,
+    ) -> Option<Vec<WebhookOutcome>> {
+        let max = self.config.amqp.max_message_bytes;
+        if inbound.body.len() > max as usize {
+            tracing::warn!(
+                routing_key = %inbound.routing_key,
+                bytes = inbound.body.len(),
+                max_message_bytes = max,
+                "message too large; dead-lettering it unparsed"
+            );
+            return Some(vec![WebhookOutcome {
+                webhook: webhook.cloned(),
+                outcome: Outcome::DeadLetter(Failure {
+                    reason: Reason::TooLarge,
+                    attempts: 0,
+                    last_status: None,
+                    last_error: format!(
+                        "{} bytes, over amqp.max_message_bytes = {max}",
+                        inbound.body.len()
+                    ),
+                }),
+            }]);
+        }
+        let limit = i64::from(self.config.amqp.redelivery_limit);
+        if self.config.amqp.queue_type != QueueType::Quorum {
+            return None;
+        }
+        let count = inbound.delivery_count()?;
+        if count <= limit {
+            return None;
+        }
+        tracing::warn!(
+            routing_key = %inbound.routing_key,
+            deliveries = count,
+            "message redelivered too often; dead-lettering it unprocessed"
+        );
+        Some(vec![WebhookOutcome {
+            webhook: webhook.cloned(),
+            outcome: Outcome::DeadLetter(Failure {
+                reason: Reason::RedeliveryLimit,
+                attempts: 0,
+                last_status: None,
+                last_error: format!(
+                    "delivered {count} times without being settled (amqp.redelivery_limit = {limit})"
+                ),
+            }),
+        }])
+    }
+
+    async fn settle(
+        &self,
+        inbound: Inbound,
+        event_id: Option<event::EventId>,
+        outcomes: Vec<WebhookOutcome>,
+        cancel: CancellationToken,
+    ) {
+        let context = SettleContext {
+            health: self.health.clone(),
+            cancel,
+        };
+        let settled = settle::settle(inbound, event_id.as_ref(), &outcomes, &context).await;
+        self.record_settled(&settled, event_id.as_ref(), &outcomes);
+    }
+
+    /// Counts and logs how a message was settled.
+    fn record_settled(
+        &self,
+        settled: &Settled,
+        event_id: Option<&event::EventId>,
+        outcomes: &[WebhookOutcome],
+    ) {
+        let id = event_id.map(|id| id.0.as_str());
+        match settled {
+            Settled::Acked {
+                delivered,
+                dead_lettered,
+                parked,
+            } => {
+                Stats::add(&self.stats.acked, 1);
+                Stats::add(&self.stats.delivered, *delivered as u64);
+                Stats::add(&self.stats.dead_lettered, *dead_lettered as u64);
+                Stats::add(&self.stats.parked, *parked as u64);
+                self.record_outcomes(outcomes);
+            }
+            Settled::Requeued { reason } => {
+                Stats::add(&self.stats.requeued, 1);
+                tracing::info!(event_id = id, %reason, "message requeued");
+            }
+            Settled::Lost(e) => {
+                tracing::warn!(event_id = id, error = %e, "message not settled; the broker will redeliver it");
+            }
+        }
+    }
+
+    /// Counts the outcomes of a message that was acked: only then are its dead letters and
+    /// parked deliveries stored.
+    fn record_outcomes(&self, outcomes: &[WebhookOutcome]) {
+        for item in outcomes {
+            let name = item.webhook.as_ref().map(|w| w.name.as_str());
+            if let Outcome::DeadLetter(failure) = &item.outcome {
+                self.stats
+                    .metrics
+                    .dead_letter(name, failure.reason.as_str());
+            }
+            let Some(m) = name.and_then(|n| self.webhook_metrics.get(n)) else {
+                continue;
+            };
+            match &item.outcome {
+                Outcome::Delivered { attempts, .. } => {
+                    m.success.increment(1);
+                    m.attempts.record(f64::from(*attempts));
+                }
+                Outcome::Park(_) => m.retry.increment(1),
+                Outcome::DeadLetter(failure) => {
+                    match failure.reason {
+                        Reason::DeliveryFailed => m.failed.increment(1),
+                        _ => m.rejected.increment(1),
+                    }
+                    m.attempts.record(f64::from(failure.attempts));
+                }
+            }
+        }
+    }
+
+    /// Renders and delivers to every matching webhook concurrently.
+    async fn deliver_to_matching(
+        &self,
+        event: &Event,
+        input: RenderInput,
+        cancel: &CancellationToken,
+    ) -> Vec<WebhookOutcome> {
+        let hooks = rules::matching(&self.config.webhooks, event);
+        for hook in &hooks {
+            if let Some(m) = self.webhook_metrics.get(&hook.name) {
+                m.matched.increment(1);
+            }
+        }
+        if hooks.is_empty() {
+            Stats::add(&self.stats.unmatched, 1);
+            self.stats
+                .metrics
+                .counter(metrics::EVENTS_UNMATCHED, vec![])
+                .increment(1);
+            tracing::info!(event_id = %event.id, event_type = %event.trigger, "event matched no webhook");
+            return Vec::new();
+        }
+        // Every body first, then the event's JSON tree is dropped: while requests are on the
+        // wire (most of a message's life) it holds only its bodies.
+        let rendered: Vec<(Arc<Webhook>, Rendered)> = hooks
+            .into_iter()
+            .map(|webhook| {
+                let body = self.render(&webhook, &input, None);
+                (webhook, body)
+            })
+            .collect();
+        drop(input);
+        let deliveries = rendered.into_iter().map(|(webhook, body)| async move {
+            let outcome = self.send(&webhook, event, body, None, cancel).await;
+            WebhookOutcome {
+                webhook: Some(webhook),
+                outcome,
+            }
+        });
+        futures_util::future::join_all(deliveries).await
+    }
+
+    /// Renders `webhook`'s body: the request body, a batch line, or the dead letter it
+    /// becomes when it cannot be rendered.
+    fn render(
+        &self,
+        webhook: &Webhook,
+        input: &RenderInput,
+        prior: Option<crate::outcome::RetryState>,
+    ) -> Rendered {
+        let attempts = prior.map_or(0, |p| p.attempts);
+        match webhook.template.render_input(input) {
+            Err(e) => Rendered::Failed(Outcome::DeadLetter(Failure {
+                reason: Reason::RenderFailed,
+                attempts,
+                last_status: None,
+                last_error: self.deliverer.redactor().scrub(&e.to_string()),
+            })),
+            Ok(body) if webhook.batch.is_some() => match batch::to_line(&body) {
+                Err(failure) => Rendered::Failed(Outcome::DeadLetter(Failure {
+                    attempts,
+                    ..failure
+                })),
+                Ok(line) => Rendered::Line(line),
+            },
+            Ok(body) => Rendered::Body(body),
+        }
+    }
+
+    /// Sends a rendered body (through the batcher for a batched webhook) in a `delivery` span.
+    async fn send(
+        &self,
+        webhook: &Arc<Webhook>,
+        event: &Event,
+        rendered: Rendered,
+        prior: Option<crate::outcome::RetryState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let span = tracing::info_span!("delivery", webhook = %webhook.name);
+        async {
+            let outcome = match rendered {
+                Rendered::Failed(outcome) => outcome,
+                Rendered::Line(text) => {
+                    let line = Line {
+                        text,
+                        event_id: event.id.clone(),
+                        prior,
+                    };
+                    self.batchers.submit(webhook, line).await
+                }
+                Rendered::Body(body) => {
+                    let request = DeliveryRequest {
+                        webhook: webhook.clone(),
+                        event_id: event.id.clone(),
+                        body,
+                        prior,
+                        batch_size: None,
+                    };
+                    self.deliverer.deliver(&request, cancel).await
+                }
+            };
+            log_outcome(event, &webhook.name, &outcome);
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A webhook's rendered body, ready to send.
+enum Rendered {
+    /// One request's body.
+    Body(String),
+    /// One NDJSON line for the webhook's batcher.
+    Line(String),
+    /// It could not be rendered: this is its outcome.
+    Failed(Outcome),
+}
+
+/// Moves the event's JSON into a [`RenderInput`] without copying it; from here on only the
+/// typed view, trigger and id of `event` are used.
+fn take_render_input(event: &mut Event) -> RenderInput {
+    let raw = std::mem::replace(&mut event.raw, Arc::new(serde_json::Value::Null));
+    RenderInput::new(Arc::unwrap_or_clone(raw))
+}
+
+fn log_outcome(event: &Event, webhook: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Delivered { attempts, status } => tracing::info!(
+            event_id = %event.id,
+            event_type = %event.trigger,
+            webhook,
+            attempts,
+            status,
+            "delivered"
+        ),
+        Outcome::DeadLetter(failure) => tracing::warn!(
+            event_id = %event.id,
+            event_type = %event.trigger,
+            webhook,
+            reason = %failure.reason,
+            attempts = failure.attempts,
+            last_status = failure.last_status,
+            error = %failure.last_error,
+            "delivery failed; dead-lettering"
+        ),
+        Outcome::Park(parked) => tracing::info!(
+            event_id = %event.id,
+            event_type = %event.trigger,
+            webhook,
+            attempts = parked.state.attempts,
+            retry_in_ms = parked.next_delay.as_millis() as u64,
+            error = %parked.last_error,
+            "delivery parked in the retry queue"
+        ),
+    }
+}
