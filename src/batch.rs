@@ -249,7 +249,7 @@ fn deliver<'a>(
         let request = DeliveryRequest {
             webhook: webhook.clone(),
             event_id: batch_id(lines),
-            body,
+            body: body.into(),
             prior: None,
             batch_size: Some(lines.len()),
         };

@@ -172,7 +172,7 @@ pub async fn replay_one(
             let request = DeliveryRequest {
                 webhook: Arc::clone(webhook),
                 event_id: event.id.clone(),
-                body,
+                body: body.into(),
                 prior: None,
                 batch_size: None,
             };

@@ -61,6 +61,28 @@ const CONSUMER_TIMEOUT_MARGIN: f64 = 0.8;
 /// Every finding for `config`, in webhook order.
 pub fn lint(config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
+    if !config.webhooks.iter().any(|w| w.is_active()) {
+        let (severity, message) = if config.policy.allow_idle {
+            (
+                Severity::Warning,
+                "no active webhook: `run` starts idle (policy.allow_idle) and consumes nothing \
+                 until a reload brings one",
+            )
+        } else {
+            (
+                Severity::Error,
+                "no active webhook: every event would be acked and dropped, so `run` refuses to \
+                 start (set policy.allow_idle = true to start without consuming)",
+            )
+        };
+        out.push(Finding {
+            severity,
+            file: config.dir.join("webhooks"),
+            webhook: None,
+            field: None,
+            message: message.to_string(),
+        });
+    }
     for webhook in &config.webhooks {
         let finding = |severity, field: &str, message: String| Finding {
             severity,
@@ -292,6 +314,24 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let config = load(&dir, &Env::from_pairs([("LOGZIO_TOKEN", "t0ken")])).unwrap();
         assert_eq!(messages(&config), Vec::<String>::new());
+    }
+
+    #[test]
+    fn no_active_webhook_is_an_error_unless_idle_is_allowed() {
+        let inactive = hook("a", "{}", "status = \"inactive\"");
+        let findings = lint(&config_with(&inactive, ""));
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].severity, Severity::Error);
+        assert!(
+            findings[0]
+                .to_string()
+                .contains("webhooks: no active webhook"),
+            "{}",
+            findings[0]
+        );
+        let findings = lint(&config_with("", "[policy]\nallow_idle = true\n"));
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].severity, Severity::Warning);
     }
 
     #[test]

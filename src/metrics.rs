@@ -39,6 +39,8 @@ pub const RETRY_DEPTH: &str = "relay_retry_queue_depth";
 pub const DEAD_LETTER_DEPTH: &str = "relay_dead_letter_queue_depth";
 /// Bytes of message bodies in flight (the memory budget's use), polled.
 pub const IN_FLIGHT_BYTES: &str = "relay_in_flight_bytes";
+/// The most bytes of message bodies ever in flight at once, polled.
+pub const IN_FLIGHT_BYTES_PEAK: &str = "relay_in_flight_bytes_peak";
 /// The input queue's prefetch, as the memory budget sets it.
 pub const PREFETCH: &str = "relay_prefetch";
 /// Messages holding outcomes that the broker has not confirmed yet (the store is failing).

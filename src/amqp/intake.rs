@@ -1,16 +1,15 @@
-//! Consuming one queue with a prefetch that follows the memory budget, and that can be paused.
+//! Consuming one queue with a window that follows the memory budget, and that can be paused.
 //!
-//! RabbitMQ applies a consumer's prefetch (`basic.qos` with `global = false`) when the consumer
-//! starts; a later `basic.qos` does not change it, and quorum queues refuse the channel-wide
-//! (`global`) form. So an [`Intake`] changes its window by starting a new consumer with the new
-//! prefetch and cancelling the old one. Deliveries the old consumer already received still
-//! arrive (its stream drains, then ends) and are acked on the same channel, so nothing is
-//! redelivered by the switch. Pausing cancels the consumer the same way; resuming starts one.
+//! The window is made of lanes (see [`super::flow`]): consumers of the same queue on the same
+//! channel, each with its own prefetch. Growing starts a lane, shrinking cancels the newest
+//! ones; deliveries a cancelled lane already received still arrive (its stream drains, then
+//! ends) and are acked on the same channel, so nothing is redelivered by a change. Pausing
+//! cancels every lane the same way; resuming starts one.
 //!
 //! Each message's body is counted against the worker's [`Budget`] from the moment it is
 //! received until its [`Inbound`] is dropped, after it is settled.
 
-use super::flow::{Account, Budget, Window};
+use super::flow::{Account, Budget, LaneState, Window, plan};
 use super::{AmqpError, Inbound, Settler};
 use crate::redact::Redactor;
 use futures_util::StreamExt;
@@ -19,9 +18,25 @@ use lapin::Channel;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A queue being consumed with an adaptive prefetch. Dropping it does not cancel the consumer;
-/// call [`Intake::stop`] (or close the channel).
+/// One consumer of the queue.
+struct Lane {
+    tag: String,
+    prefetch: u16,
+    /// Its messages received and not yet settled.
+    unacked: Arc<AtomicU32>,
+}
+
+/// What a lane's stream yields: a delivery, or `None` once when the stream ends.
+type LaneItem = (
+    Arc<AtomicU32>,
+    String,
+    Option<Result<lapin::message::Delivery, lapin::Error>>,
+);
+
+/// A queue being consumed with an adaptive window. Dropping it does not cancel the
+/// consumers; call [`Intake::stop`] (or close the channel).
 pub struct Intake {
     channel: Channel,
     queue: String,
@@ -29,12 +44,14 @@ pub struct Intake {
     redactor: Redactor,
     window: Window,
     account: Arc<Account>,
-    /// The tag of the consumer the broker sends new messages to; `None` while paused.
-    active: Option<String>,
-    /// The active consumer and any cancelled ones still draining.
-    streams: SelectAll<BoxStream<'static, Result<lapin::message::Delivery, lapin::Error>>>,
-    /// A new prefetch decided by the window, applied by [`Intake::adjust`].
-    wanted: Option<u16>,
+    /// Lanes the broker sends new messages to, oldest first; empty while paused.
+    active: Vec<Lane>,
+    /// Unacked counters of cancelled lanes whose messages are not all settled.
+    draining: Vec<Arc<AtomicU32>>,
+    /// Every lane's stream, active or draining.
+    streams: SelectAll<BoxStream<'static, LaneItem>>,
+    /// Whether the window should be applied by [`Intake::adjust`].
+    wants_adjust: bool,
 }
 
 impl Intake {
@@ -53,9 +70,10 @@ impl Intake {
             redactor,
             window: Window::new(max_prefetch),
             account: Account::new(budget),
-            active: None,
+            active: Vec::new(),
+            draining: Vec::new(),
             streams: SelectAll::new(),
-            wanted: None,
+            wants_adjust: false,
         }
     }
 
@@ -64,34 +82,37 @@ impl Intake {
         &self.queue
     }
 
-    /// The prefetch in force (or to be used on resume).
+    /// The window: how many messages the budget lets this queue have unacked now.
     pub fn prefetch(&self) -> u16 {
         self.window.current()
     }
 
-    /// Whether a consumer is active (not paused or stopped).
+    /// Whether any lane is active (not paused or stopped).
     pub fn is_consuming(&self) -> bool {
-        self.active.is_some()
+        !self.active.is_empty()
     }
 
     /// The next message, with its body counted against the budget. `None` when the broker
-    /// ended the active consumer (the queue was deleted, the channel closed) and nothing is
-    /// left to drain; while paused, waits for ever once drained. Cancel-safe.
+    /// ended an active lane (the queue was deleted, the channel closed); while paused, waits
+    /// for ever once every lane has drained. Cancel-safe.
     pub async fn next(&mut self) -> Option<Result<Inbound, AmqpError>> {
         loop {
             if self.streams.is_empty() {
-                if self.active.is_some() {
+                if self.is_consuming() {
                     return None;
                 }
                 std::future::pending::<()>().await;
             }
-            match self.streams.next().await {
+            let Some((unacked, tag, item)) = self.streams.next().await else {
+                continue;
+            };
+            match item {
                 Some(Ok(delivery)) => {
                     let size = delivery.data.len() as u64;
-                    let lease = self.account.lease(size);
-                    if let Some(prefetch) = self.window.on_message(size, self.account.room()) {
-                        self.wanted = Some(prefetch);
-                    }
+                    unacked.fetch_add(1, Ordering::Relaxed);
+                    let lease = self.account.lease(size, Some(unacked));
+                    self.window.on_message(size, self.account.room());
+                    self.wants_adjust = true;
                     return Some(Ok(self.settler.inbound(delivery, Some(lease))));
                 }
                 Some(Err(e)) => {
@@ -100,49 +121,70 @@ impl Intake {
                         message: self.redactor.scrub(&e.to_string()),
                     }));
                 }
-                // A stream ended: a consumer we cancelled has drained, or the broker ended
-                // the active one.
-                None if self.active.is_some() => return None,
+                None if self.active.iter().any(|lane| lane.tag == tag) => return None,
                 None => {}
             }
         }
     }
 
-    /// Applies the prefetch the window asked for since the last call, by switching to a new
-    /// consumer. Call it after [`Intake::next`], outside any `select!`.
+    /// Applies the window after [`Intake::next`] returned a message: cancels lanes over it,
+    /// starts one with the slots the budget has free. Call it outside any `select!`.
     pub async fn adjust(&mut self) -> Result<(), AmqpError> {
-        let Some(prefetch) = self.wanted.take() else {
-            return Ok(());
-        };
-        if self.active.is_none() {
+        if !std::mem::take(&mut self.wants_adjust) || !self.is_consuming() {
             return Ok(());
         }
-        tracing::debug!(queue = %self.queue, prefetch, estimate = self.window.estimate(), "prefetch changed");
-        self.cancel_active().await?;
-        self.start(prefetch).await
+        self.apply_window().await
     }
 
     /// Starts consuming with the current window. Does nothing if already consuming.
     pub async fn resume(&mut self) -> Result<(), AmqpError> {
-        if self.active.is_some() {
+        if self.is_consuming() {
             return Ok(());
         }
-        self.start(self.window.current()).await
+        self.apply_window().await
     }
 
     /// Stops the broker sending more; messages already received still arrive from
     /// [`Intake::next`] and can be settled.
     pub async fn pause(&mut self) -> Result<(), AmqpError> {
-        self.cancel_active().await
+        while !self.active.is_empty() {
+            self.cancel_newest().await?;
+        }
+        Ok(())
     }
 
     /// [`Intake::pause`], for good: the last step before the channel is closed.
     pub async fn stop(&mut self) {
-        let cancel = self.cancel_active();
-        let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, cancel).await;
+        let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, self.pause()).await;
     }
 
-    async fn start(&mut self, prefetch: u16) -> Result<(), AmqpError> {
+    async fn apply_window(&mut self) -> Result<(), AmqpError> {
+        self.draining
+            .retain(|unacked| unacked.load(Ordering::Relaxed) > 0);
+        let draining: u32 = self
+            .draining
+            .iter()
+            .map(|unacked| unacked.load(Ordering::Relaxed))
+            .sum();
+        let lanes: Vec<LaneState> = self
+            .active
+            .iter()
+            .map(|lane| LaneState {
+                prefetch: lane.prefetch,
+            })
+            .collect();
+        let fits = self.window.fits(self.account.room());
+        let steps = plan(self.window.current(), fits, &lanes, draining);
+        for _ in 0..steps.cancel {
+            self.cancel_newest().await?;
+        }
+        if let Some(prefetch) = steps.start {
+            self.start_lane(prefetch).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_lane(&mut self, prefetch: u16) -> Result<(), AmqpError> {
         let op = |operation: String| {
             let redactor = self.redactor.clone();
             move |e: lapin::Error| AmqpError::Operation {
@@ -164,20 +206,33 @@ impl Intake {
             )
             .await
             .map_err(op(format!("consume queue `{}`", self.queue)))?;
-        self.active = Some(consumer.tag().as_str().to_string());
-        self.streams.push(consumer.boxed());
+        let tag = consumer.tag().as_str().to_string();
+        let unacked = Arc::new(AtomicU32::new(0));
+        let (counter, name) = (unacked.clone(), tag.clone());
+        let stream = consumer
+            .map(Some)
+            .chain(futures_util::stream::once(async { None }))
+            .map(move |item| (counter.clone(), name.clone(), item));
+        self.streams.push(stream.boxed());
+        tracing::debug!(queue = %self.queue, prefetch, lanes = self.active.len() + 1, "consumer lane started");
+        self.active.push(Lane {
+            tag,
+            prefetch,
+            unacked,
+        });
         Ok(())
     }
 
-    async fn cancel_active(&mut self) -> Result<(), AmqpError> {
-        let Some(tag) = self.active.take() else {
+    async fn cancel_newest(&mut self) -> Result<(), AmqpError> {
+        let Some(lane) = self.active.pop() else {
             return Ok(());
         };
+        self.draining.push(lane.unacked);
         self.channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .basic_cancel(lane.tag.as_str().into(), BasicCancelOptions::default())
             .await
             .map_err(|e| AmqpError::Operation {
-                operation: format!("cancel the consumer of `{}`", self.queue),
+                operation: format!("cancel a consumer of `{}`", self.queue),
                 message: self.redactor.scrub(&e.to_string()),
             })
     }

@@ -134,7 +134,7 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
     let request = DeliveryRequest {
         webhook: Arc::clone(webhook),
         event_id: event.id.clone(),
-        body: body.unwrap_or_default().to_string(),
+        body: body.unwrap_or_default().to_string().into(),
         prior: None,
         batch_size: None,
     };

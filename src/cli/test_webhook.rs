@@ -147,7 +147,7 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
     let request = DeliveryRequest {
         webhook: Arc::clone(webhook),
         event_id: input.event.id.clone(),
-        body,
+        body: body.into(),
         prior: None,
         batch_size: None,
     };
@@ -188,7 +188,7 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
                 method: webhook.method.as_str(),
                 url: webhook.url.redacted(),
                 headers: request.shown_headers(),
-                body: &request.body,
+                body: &request.body_text(),
             },
             attempts: attempts
                 .iter()
@@ -251,7 +251,7 @@ fn print_invocation(
     for (name, value) in request.shown_headers() {
         println!("  {name}: {value}");
     }
-    println!("  body: {}", request.body);
+    println!("  body: {}", request.body_text());
     for attempt in attempts {
         let title = if attempts.len() > 1 {
             format!("Response (attempt {})", attempt.number)

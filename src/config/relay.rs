@@ -85,10 +85,13 @@ pub const RABBITMQ_DEFAULT_FRAME_MAX: u32 = 128 * 1024;
 /// unparsed as `too_large`, before it costs a parse.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 
-/// Default `amqp.memory_budget`: bytes of message bodies in flight. Each body in flight costs
-/// about twice its size while its webhooks' bodies are on the wire, so 24 MiB keeps a backlog
-/// of events of any size inside the shipped 128 MiB pod limit.
-pub const DEFAULT_MEMORY_BUDGET: u64 = 24 * 1024 * 1024;
+/// Default `amqp.memory_budget`: bytes of message bodies in flight. A body in flight costs
+/// three to four times its size at its peak (the bytes, the parsed event while it renders,
+/// and each webhook's body on the wire, which the seed template makes about as large as the
+/// event), so 16 MiB holds a backlog of 450 kB events at about 85 MiB resident, inside the
+/// shipped 128 MiB pod limit with room for the rest of the process. Small events never reach
+/// it: 16 MiB is 4,096 of them, far over the default prefetch.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 
 /// `[amqp]` as written.
 #[derive(Debug, Clone, Deserialize)]

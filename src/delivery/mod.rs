@@ -52,8 +52,9 @@ pub struct DeliveryRequest {
     pub webhook: Arc<Webhook>,
     /// The identity of the event the body was rendered from.
     pub event_id: EventId,
-    /// The rendered body.
-    pub body: String,
+    /// The rendered body: one copy, shared by every attempt (cloning it only counts a
+    /// reference). Always UTF-8, since it is built from a `String`.
+    pub body: bytes::Bytes,
     /// Attempts made before this delivery came back from the retry queue, if it did.
     pub prior: Option<RetryState>,
     /// For an NDJSON batch: how many events its lines carry. `event_id` then identifies the
@@ -62,6 +63,11 @@ pub struct DeliveryRequest {
 }
 
 impl DeliveryRequest {
+    /// The body as text, for display.
+    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
     /// Stable across retries and redeliveries, distinct per event and webhook.
     pub fn idempotency_key(&self) -> String {
         header_safe(&format!("{}:{}", self.webhook.name, self.event_id))

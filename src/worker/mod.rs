@@ -303,11 +303,15 @@ impl Connection<'_> {
 
         let mut idle = false;
         let ended = loop {
+            // Paused before readiness says so: once `/readyz` reports a failing store, no new
+            // message is taken.
             let waiting = *store.borrow();
             if let Err(e) = self.set_flow(&mut input, waiting, &mut idle).await {
                 tracing::warn!(error = %e, "cannot start or pause consuming");
                 break "consume failed";
             }
+            held.set(waiting as f64);
+            self.stats.readiness.set_store_failing(waiting > 0);
             prefetch.set(f64::from(input.prefetch()));
             tokio::select! {
                 biased;
@@ -321,9 +325,6 @@ impl Connection<'_> {
                     if changed.is_err() {
                         break "store health gone";
                     }
-                    let waiting = *store.borrow();
-                    held.set(waiting as f64);
-                    self.stats.readiness.set_store_failing(waiting > 0);
                 }
                 next = input.next() => match next {
                     Some(Ok(inbound)) => {

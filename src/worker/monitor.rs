@@ -60,6 +60,11 @@ pub(super) async fn monitor(
             .metrics
             .gauge(metrics::IN_FLIGHT_BYTES, vec![])
             .set(in_flight as f64);
+        pipeline
+            .stats
+            .metrics
+            .gauge(metrics::IN_FLIGHT_BYTES_PEAK, vec![])
+            .set(budget.peak() as f64);
         tracing::info!(
             in_flight_bytes = in_flight,
             memory_budget = budget.limit(),

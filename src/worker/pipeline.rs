@@ -376,7 +376,7 @@ impl Pipeline {
                     let request = DeliveryRequest {
                         webhook: webhook.clone(),
                         event_id: event.id.clone(),
-                        body,
+                        body: body.into(),
                         prior,
                         batch_size: None,
                     };

@@ -90,6 +90,8 @@ fn wrong_shapes(value: &Value) -> Value {
 enum Expect {
     Delivered,
     InvalidEvent,
+    /// Over `amqp.max_message_bytes` (1 MiB by default): dead-lettered unparsed.
+    TooLarge,
     Unmatched,
 }
 
@@ -158,14 +160,15 @@ fn bad_cases() -> Vec<Case> {
     ));
 
     // 50 MB: a JSON object that parses, with an unknown event type. RabbitMQ's default
-    // max_message_size is 128 MB (3.10 and later), so the broker takes it; the dead letter
-    // carries the same 50 MB.
+    // max_message_size is 128 MB (3.10 and later), so the broker takes it; it is over
+    // amqp.max_message_bytes, so it is dead-lettered unparsed, and the dead letter carries
+    // the same 50 MB.
     let padding = "x".repeat(50 * 1024 * 1024);
     cases.push(raw(
         "bad-50mb".into(),
         format!("{{\"event_type\":\"NotAnEvent\",\"padding\":\"{padding}\"}}").into_bytes(),
         "NotAnEvent",
-        Expect::InvalidEvent,
+        Expect::TooLarge,
     ));
 
     let approved = sample(Trigger::RequestApproved);
@@ -290,11 +293,13 @@ async fn bad_input_is_dead_lettered_or_unmatched_and_good_events_around_it_get_t
                 .map(|(id, _)| id.clone())
                 .collect()
         };
-        let (good_ids, invalid_ids, unmatched_ids) = (
+        let (good_ids, mut invalid_ids, unmatched_ids) = (
             of(Expect::Delivered),
             of(Expect::InvalidEvent),
             of(Expect::Unmatched),
         );
+        let too_large_ids = of(Expect::TooLarge);
+        invalid_ids.extend(too_large_ids.iter().cloned());
         let messages: Vec<Outgoing> = cases.into_iter().map(|c| c.message).collect();
         publish_bulk(&app, &messages).await;
         drop(messages);
@@ -330,7 +335,12 @@ async fn bad_input_is_dead_lettered_or_unmatched_and_good_events_around_it_get_t
                 .map(|m| m.as_str().to_string())
                 .expect("the message id is kept");
             let info = DeadLetterInfo::from_properties(&letter.properties);
-            assert_eq!(info.reason, Some(Reason::InvalidEvent), "{id}: {info:?}");
+            let reason = if too_large_ids.contains(&id) {
+                Reason::TooLarge
+            } else {
+                Reason::InvalidEvent
+            };
+            assert_eq!(info.reason, Some(reason), "{id}: {info:?}");
             assert_eq!(info.webhook, None, "{id}: for no webhook");
             biggest = biggest.max(letter.body.len());
             assert!(lettered.insert(id.clone()), "{id} dead-lettered twice");

@@ -45,6 +45,11 @@ impl Finished {
 }
 
 impl Relay {
+    /// The process id, e.g. to read `/proc/<pid>/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the binary with `args` and exactly the variables in `env` (plus `PATH`), stdin
     /// empty.
     pub fn spawn<K: AsRef<str>, V: AsRef<str>>(args: &[&str], env: &[(K, V)]) -> Relay {

@@ -52,6 +52,7 @@ pub struct AppBuilder {
     delivery: String,
     amqp_url: Option<String>,
     env: Vec<(String, String)>,
+    prefetch: u16,
 }
 
 /// Starts describing a test app. `test` names it in queue names.
@@ -72,6 +73,7 @@ max_elapsed = "20s"
         .to_string(),
         amqp_url: None,
         env: Vec::new(),
+        prefetch: 64,
     }
 }
 
@@ -108,6 +110,12 @@ impl AppBuilder {
         self
     }
 
+    /// `amqp.prefetch` (64 unless set).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
     /// Connects the worker through this URL (e.g. a proxy) instead of the broker directly.
     pub fn amqp_url(mut self, url: &str) -> Self {
         self.amqp_url = Some(url.to_string());
@@ -137,7 +145,7 @@ url = "${{TEST_AMQP_URL}}"
 exchange = "{prefix}"
 queue = "{prefix}.in"
 dead_letter_queue = "{prefix}.dlq"
-prefetch = 64
+prefetch = {prefetch}
 reconnect_initial_backoff = "100ms"
 reconnect_max_backoff = "500ms"
 {amqp_extra}
@@ -153,6 +161,7 @@ allowed_ports = [{ports}]
 {shutdown}
 "#,
             amqp_extra = self.amqp_extra,
+            prefetch = self.prefetch,
             delivery = self.delivery,
             ports = ports.join(", "),
             extra = self.relay_extra,
@@ -199,15 +208,17 @@ allowed_ports = [{ports}]
         // The admin connection goes straight to the broker, never through a test's proxy.
         let mut admin_settings = config.amqp.clone();
         admin_settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
+        // The test's topology exists before the worker starts, even with `declare = false`.
+        admin_settings.declare = true;
         let admin = Broker::connect(&admin_settings, &config.redactor)
             .await
             .expect("admin connection to RabbitMQ (is it running? scripts/test starts it)");
         admin
-            .declare_topology(&config.amqp)
+            .declare_topology(&admin_settings)
             .await
             .expect("declare test topology");
         admin
-            .declare_retry_topology(&config.amqp, &config.webhooks)
+            .declare_retry_topology(&admin_settings, &config.webhooks)
             .await
             .expect("declare test retry topology");
         TestApp {
@@ -442,8 +453,10 @@ impl TestApp {
     /// Declares the test's exchange and queues again (e.g. after
     /// [`TestApp::delete_dead_letter_queue`]).
     pub async fn redeclare_topology(&self) {
+        let mut settings = self.config.amqp.clone();
+        settings.declare = true;
         self.admin
-            .declare_topology(&self.config.amqp)
+            .declare_topology(&settings)
             .await
             .expect("declare test topology again");
     }

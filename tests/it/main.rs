@@ -12,6 +12,7 @@ mod batch;
 mod cli;
 mod delivery;
 mod deploy;
+mod hostile;
 mod observability;
 mod process;
 mod resilience;
