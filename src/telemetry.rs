@@ -77,7 +77,16 @@ pub fn init(default_filter: &str, format: LogFormat, redactor: SharedRedactor) -
 
     #[cfg(feature = "otel")]
     {
+        use tracing_subscriber::Layer as _;
         let (layer, provider) = otel::layer();
+        // Exported spans are not text the writer can scrub: only the relay's own spans and
+        // events go out (their fields are secret-free by construction), never a library's
+        // event, which may name a secret host or quote a URL.
+        let layer = layer.map(|layer| {
+            layer.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target().starts_with("webhook_relay")
+            }))
+        });
         let _ = registry.with(layer).try_init();
         Guard { provider }
     }

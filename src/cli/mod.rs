@@ -214,7 +214,7 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
         dir.to_path_buf(),
         reloads,
         stats.clone(),
-        redactor,
+        redactor.clone(),
     ));
     let result = worker::run_with_reloads(config, shutdown.clone(), stats, reload_rx).await;
     shutdown.cancel();
@@ -227,7 +227,7 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", redactor.current().scrub(&e.to_string()));
             EXIT_FAILED
         }
     }
