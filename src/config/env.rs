@@ -78,6 +78,23 @@ pub struct Interpolated {
     pub names: Vec<String>,
 }
 
+impl Interpolated {
+    /// The text a URL is displayed from (always through [`crate::redact::redact_url`]).
+    /// Normally [`Interpolated::shown`]: a variable inside a URL (a host, a path segment, a
+    /// query value) is a secret in itself and shows as `***`. When the whole string is one
+    /// variable, it is a URL kept in the environment (`url = "${AMQP_URL}"`) and is displayed
+    /// like a URL written in the file: its credentials (password, secret-looking query
+    /// values, fragment) masked, the rest shown. The whole value is still a secret to the
+    /// redactor.
+    pub fn url_display_source(&self) -> &str {
+        if self.names.len() == 1 && self.shown == MASK {
+            &self.value
+        } else {
+            &self.shown
+        }
+    }
+}
+
 impl fmt::Debug for Interpolated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Interpolated")
@@ -175,6 +192,17 @@ mod tests {
         let env_debug = format!("{env:?}");
         assert!(env_debug.contains("\"H\": \"***\""), "{env_debug}");
         assert!(!env_debug.contains("secret"), "{env_debug}");
+    }
+
+    #[test]
+    fn a_whole_url_variable_is_displayed_as_a_url() {
+        let env = Env::from_pairs([("URL", "amqp://u:pw@h/v"), ("P", "pw")]);
+        let whole = interpolate("${URL}", &env).unwrap();
+        assert_eq!(whole.url_display_source(), "amqp://u:pw@h/v");
+        let part = interpolate("amqp://u:${P}@h/v", &env).unwrap();
+        assert_eq!(part.url_display_source(), "amqp://u:***@h/v");
+        let literal = interpolate("***", &env).unwrap();
+        assert_eq!(literal.url_display_source(), "***");
     }
 
     #[test]

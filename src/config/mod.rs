@@ -370,7 +370,7 @@ fn amqp_url(
     relay_path: &Path,
 ) -> Result<(String, String), AmqpUrlError> {
     let interpolated = interpolate(text, env).map_err(AmqpUrlError::Message)?;
-    let shown = redact::redact_url(&interpolated.shown);
+    let shown = redact::redact_url(interpolated.url_display_source());
     let mut short: Vec<String> = Vec::new();
     for (name, value) in interpolated.names.iter().zip(&interpolated.substituted) {
         if value.len() < Redactor::FREE_TEXT_MIN_LEN {

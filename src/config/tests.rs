@@ -504,3 +504,25 @@ fn debug_never_shows_secrets() {
         }
     }
 }
+
+/// A variable holding the whole broker URL shows like a written URL: password masked, host
+/// shown; the whole value is still a secret.
+#[test]
+fn a_whole_url_variable_shows_redacted_not_masked() {
+    let relay = RELAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "url = \"${AMQP_URL}\"",
+    );
+    let dir = dir_with(&relay, &[]);
+    let mut e = env();
+    e.set(
+        "AMQP_URL",
+        "amqp://relay:whole-url-pw@broker.internal:5672/%2f",
+    );
+    let config = load(dir.path(), &e).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.amqp.url_redacted,
+        "amqp://relay:***@broker.internal:5672/%2f"
+    );
+    assert_eq!(config.redactor.scrub("pw whole-url-pw"), "pw ***");
+}

@@ -400,8 +400,12 @@ pub(crate) fn validate(
     let url = match interpolate(&spec.url, ctx.env) {
         Ok(interpolated) => {
             short_secrets.extend(short_substitutions(&interpolated, "url"));
-            secrets.extend(interpolated.substituted);
-            match check_url(&interpolated.value, &interpolated.shown, ctx.policy) {
+            secrets.extend(interpolated.substituted.iter().cloned());
+            match check_url(
+                &interpolated.value,
+                interpolated.url_display_source(),
+                ctx.policy,
+            ) {
                 Ok(url) => {
                     // Short inline credentials (substituted ones are warned about above).
                     let userinfo_written = spec.url.split_once('@').is_some_and(|(before, _)| {
@@ -692,9 +696,9 @@ fn inline_url_secrets(written: &str) -> Vec<String> {
 }
 
 /// Parses a webhook URL and applies the policy: scheme, host, port. `shown` is the URL as
-/// written with every `${VAR}` masked ([`Interpolated::shown`]): the URL is displayed from
-/// it, redacted further (password, secret query values, fragment), so that no substituted
-/// value shows, wherever it sits.
+/// written with every `${VAR}` masked ([`Interpolated::url_display_source`]): the URL is
+/// displayed from it, redacted further (password, secret query values, fragment), so that no
+/// substituted value shows, wherever it sits.
 fn check_url(text: &str, shown: &str, policy: &Policy) -> Result<WebhookUrl, String> {
     let shown = redact::redact_url(shown);
     let url = url::Url::parse(text).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
