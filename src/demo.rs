@@ -23,8 +23,8 @@ const SHIPPED_WEBHOOK: &str = include_str!("../config/webhooks/logzio.toml");
 /// The URL in the shipped webhook, replaced by the local listener's.
 const SHIPPED_URL: &str = "https://listener.logz.io/?token=${LOGZIO_TOKEN}&type=apono";
 
-/// Options of `webhook-relay demo`.
-#[derive(Debug, Clone, clap::Args)]
+/// Options of `webhook-relay demo`. `Debug` hides the broker URL: it carries the password.
+#[derive(Clone, clap::Args)]
 pub struct DemoArgs {
     /// The RabbitMQ to use. The demo declares its own uniquely named queues and deletes them.
     #[arg(
@@ -36,6 +36,15 @@ pub struct DemoArgs {
     /// How long to wait for every delivery before giving up.
     #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for DemoArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoArgs")
+            .field("amqp_url", &redact::redact_url(&self.amqp_url))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Runs the demo; returns the exit code.

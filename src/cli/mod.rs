@@ -13,8 +13,9 @@ mod test_webhook;
 mod webhooks;
 
 use crate::config::{self, CONFIG_DIR_ENV, Config, Env, LogFormat};
+use crate::redact::{self, Redactor, SharedRedactor};
 use crate::worker::{self, Stats};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -70,9 +71,25 @@ pub enum Command {
     FakeLogzio(ops::FakeLogzioArgs),
 }
 
+/// The command line as parsed: [`Cli`] with the value of every option read from the
+/// environment hidden from `--help` and errors, in every subcommand, since the environment
+/// holds secrets (`RABBITMQ_URL` carries the broker password).
+pub fn command() -> clap::Command {
+    hide_env_values(Cli::command())
+}
+
+fn hide_env_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| arg.hide_env_values(true))
+        .mut_subcommands(hide_env_values)
+}
+
 /// Parses the command line, runs the command and maps the result to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,26 +103,34 @@ pub fn main() -> ExitCode {
     ExitCode::from(runtime.block_on(dispatch(cli)))
 }
 
+/// Runs one command. Its log lines are scrubbed with `redactor`, which learns the secrets of
+/// every config the command loads.
 async fn dispatch(cli: Cli) -> u8 {
+    let redactor = SharedRedactor::default();
     match cli.command {
-        Command::Run => run(&cli.config).await,
+        Command::Run => run(&cli.config, redactor).await,
         Command::Demo(args) => {
-            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty);
+            redactor.learn(&Redactor::new(redact::url_text_secrets(&args.amqp_url)));
+            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty, redactor);
             crate::demo::run(args).await
         }
         Command::Check => check::run(&cli.config, &Env::from_process(), cli.json),
         Command::Schema(args) => schema::run(&args, cli.json),
         Command::Healthcheck(args) => ops::healthcheck(&args).await,
         Command::FakeLogzio(args) => {
-            let _telemetry = crate::telemetry::init("info", LogFormat::Auto);
+            if let Ok(token) = std::env::var(&args.token_env) {
+                redactor.learn(&Redactor::new([token]));
+            }
+            let _telemetry = crate::telemetry::init("info", LogFormat::Auto, redactor);
             ops::fake_logzio(&args).await
         }
         command => {
-            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty);
+            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty, redactor.clone());
             let config = match load_config(&cli.config) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
+            redactor.learn(&config.redactor);
             match command {
                 Command::Webhooks => webhooks::run(&config, cli.json),
                 Command::Render(args) => render::run(&config, &args, cli.json),
@@ -151,12 +176,13 @@ pub fn load_config(dir: &std::path::Path) -> Result<Config, u8> {
     }
 }
 
-async fn run(dir: &std::path::Path) -> u8 {
+async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
     let config = match load_config(dir) {
         Ok(config) => Arc::new(config),
         Err(code) => return code,
     };
-    let _telemetry = crate::telemetry::init("info", config.log_format);
+    redactor.learn(&config.redactor);
+    let _telemetry = crate::telemetry::init("info", config.log_format, redactor.clone());
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -184,7 +210,12 @@ async fn run(dir: &std::path::Path) -> u8 {
     };
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(reload_on_sighup(dir.to_path_buf(), reloads, stats.clone()));
+    tokio::spawn(reload_on_sighup(
+        dir.to_path_buf(),
+        reloads,
+        stats.clone(),
+        redactor.clone(),
+    ));
     let result = worker::run_with_reloads(config, shutdown.clone(), stats, reload_rx).await;
     shutdown.cancel();
     if let Some(server) = server {
@@ -196,18 +227,21 @@ async fn run(dir: &std::path::Path) -> u8 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", redactor.current().scrub(&e.to_string()));
             EXIT_FAILED
         }
     }
 }
 
 /// On every SIGHUP, loads the config folder again and hands the new config to the worker. An
-/// invalid config is refused with one log line per problem; the running one stays.
+/// invalid config is refused with one log line per problem; the running one stays. The log
+/// redactor learns a loaded config's secrets before anything else happens with it, so no
+/// line about the new config can show them.
 async fn reload_on_sighup(
     dir: PathBuf,
     reloads: tokio::sync::mpsc::Sender<worker::Reload>,
     stats: Arc<Stats>,
+    redactor: SharedRedactor,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -218,6 +252,7 @@ async fn reload_on_sighup(
         tracing::info!(config = %dir.display(), "SIGHUP received: reloading the config");
         match config::load(&dir, &Env::from_process()) {
             Ok(config) => {
+                redactor.learn(&config.redactor);
                 for warning in &config.warnings {
                     tracing::warn!("{warning}");
                 }
@@ -251,4 +286,42 @@ pub async fn cancel_on_signal(token: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option that clap may read from the environment, in every subcommand, has its
+    /// value hidden from `--help`.
+    #[test]
+    fn env_values_are_hidden_everywhere() {
+        fn walk(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "{path} --{}: the value of {env:?} would be printed",
+                        arg.get_id()
+                    );
+                    found.push(format!("{path}:{}", env.to_string_lossy()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut command = command();
+        command.build();
+        let mut found = Vec::new();
+        walk(&command, "webhook-relay", &mut found);
+        assert!(
+            found.contains(&"webhook-relay demo:RABBITMQ_URL".to_string()),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&format!("webhook-relay run:{CONFIG_DIR_ENV}")),
+            "global options reach the subcommands: {found:?}"
+        );
+    }
 }

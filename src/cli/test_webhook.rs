@@ -199,7 +199,7 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
                     response_headers: a
                         .response
                         .as_ref()
-                        .map(|r| r.headers.clone())
+                        .map(|r| scrub_headers(config, &r.headers))
                         .unwrap_or_default(),
                     response_body: a.response.as_ref().map(|r| config.redactor.scrub(&r.body)),
                     response_body_truncated: a.response.as_ref().is_some_and(|r| r.truncated),
@@ -225,6 +225,22 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
     } else {
         super::EXIT_FAILED
     }
+}
+
+/// Response headers as they may be shown: an endpoint may echo the URL or a credential back.
+fn scrub_headers(config: &Config, headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            // Scrubbed as a header line, so that a short secret standing as the whole value
+            // is masked too.
+            let line = config.redactor.scrub(&format!("{name}: {value}"));
+            let value = line
+                .strip_prefix(&format!("{name}: "))
+                .map_or_else(|| config.redactor.scrub(value), str::to_string);
+            (config.redactor.scrub(name), value)
+        })
+        .collect()
 }
 
 fn print_invocation(
@@ -273,7 +289,7 @@ fn print_invocation(
                 };
                 println!("  status     {status}");
                 println!("  latency    {} ms", attempt.latency.as_millis());
-                for (name, value) in &response.headers {
+                for (name, value) in scrub_headers(config, &response.headers) {
                     println!("  {name}: {value}");
                 }
                 let body = config.redactor.scrub(&response.body);

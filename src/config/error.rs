@@ -90,3 +90,79 @@ impl From<ConfigProblem> for ConfigError {
         }
     }
 }
+
+/// `text` with every quoted piece (between backticks, or in double quotes with `\"`
+/// escapes) whose content satisfies `hide` replaced by `***`, quotes included. Library
+/// messages quote the values they complain about this way (`invalid type: string "…"`,
+/// ``unknown variant `…` ``), so this hides a value while keeping the rest of the message.
+/// An unterminated quote hides everything after it when `hide("")` holds.
+pub(crate) fn mask_quoted(text: &str, hide: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(['`', '"']) {
+        out.push_str(&rest[..open]);
+        let quote = rest.as_bytes()[open];
+        let inner = &rest[open + 1..];
+        let mut close = None;
+        let mut escaped = false;
+        for (i, b) in inner.bytes().enumerate() {
+            match b {
+                b'\\' if quote == b'"' && !escaped => escaped = true,
+                b if b == quote && !escaped => {
+                    close = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        match close {
+            Some(close) => {
+                let content = &inner[..close];
+                let unescaped = content.replace("\\\"", "\"").replace("\\\\", "\\");
+                if hide(content) || hide(&unescaped) {
+                    out.push_str(crate::redact::MASK);
+                } else {
+                    out.push_str(&rest[open..open + 1 + close + 1]);
+                }
+                rest = &inner[close + 1..];
+            }
+            None => {
+                if hide(inner) || hide("") {
+                    out.push_str(crate::redact::MASK);
+                } else {
+                    out.push_str(&rest[open..]);
+                }
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_pieces_are_masked_when_asked() {
+        let message = "invalid type: string \"amqp://u:p\\\"w@h\", expected `a sequence`";
+        assert_eq!(
+            mask_quoted(message, |_| true),
+            "invalid type: string ***, expected ***"
+        );
+        assert_eq!(
+            mask_quoted(message, |q| q.contains("p\"w")),
+            "invalid type: string ***, expected `a sequence`"
+        );
+        assert_eq!(
+            mask_quoted(
+                "unknown variant `quorom`, expected `classic` or `quorum`",
+                |q| { "quorom".contains(q) }
+            ),
+            "unknown variant ***, expected `classic` or `quorum`"
+        );
+        assert_eq!(mask_quoted("cut `secr", |_| true), "cut ***");
+        assert_eq!(mask_quoted("no quotes", |_| true), "no quotes");
+    }
+}

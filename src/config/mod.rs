@@ -14,6 +14,7 @@ mod webhook;
 
 pub use duration::{parse as parse_duration, show as show_duration};
 pub use env::{Env, Interpolated, interpolate};
+use error::mask_quoted;
 pub use error::{ConfigError, ConfigProblem};
 pub use relay::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MEMORY_BUDGET, DeliveryOverrides, DeliverySettings,
@@ -30,7 +31,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use webhook::{WebhookContext, WebhookSpec};
+use webhook::{WebhookContext, WebhookSpec, short_secret_message};
 
 /// The env var that picks the config folder when `--config` is not given.
 pub const CONFIG_DIR_ENV: &str = "WEBHOOK_RELAY_CONFIG";
@@ -148,73 +149,45 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
     let raw = load_relay(&relay_path, env)?;
     let mut secrets: Vec<String> = Vec::new();
 
+    // A URL that came whole from `RELAY__AMQP__URL` is named by its variable in errors,
+    // never echoed, not even redacted.
+    let url_var = format!("{ENV_PREFIX}{ENV_SEPARATOR}AMQP{ENV_SEPARATOR}URL");
+    let url_from_env = env.get(&url_var).is_some();
     let mut fallback_urls = Vec::new();
     for (i, text) in raw.amqp.urls.iter().enumerate() {
         let field = format!("amqp.urls[{i}]");
-        match interpolate(text, env) {
-            Ok(interpolated) => {
-                secrets.extend(interpolated.substituted);
-                match url::Url::parse(&interpolated.value) {
-                    Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {
-                        if let Some(password) = url.password() {
-                            secrets.push(password.to_string());
-                        }
-                        let shown = redact::redact_url(&interpolated.value);
-                        fallback_urls.push((Secret::new(interpolated.value), shown));
-                    }
-                    _ => problems.push(ConfigProblem::field(
-                        &relay_path,
-                        field,
-                        format!(
-                            "`{}` is not an amqp:// or amqps:// URL",
-                            redact::redact_url(&interpolated.value)
-                        ),
-                    )),
-                }
+        match amqp_url(text, env, &field, &mut secrets, &mut warnings, &relay_path) {
+            Ok((value, shown)) => fallback_urls.push((Secret::new(value), shown)),
+            Err(AmqpUrlError::Message(message)) => {
+                problems.push(ConfigProblem::field(&relay_path, field, message))
             }
-            Err(message) => problems.push(ConfigProblem::field(&relay_path, field, message)),
+            Err(AmqpUrlError::Url(shown)) => problems.push(ConfigProblem::field(
+                &relay_path,
+                field,
+                format!("`{shown}` is not an amqp:// or amqps:// URL"),
+            )),
         }
     }
-    let amqp = match interpolate(&raw.amqp.url, env) {
-        Ok(interpolated) => {
-            secrets.extend(interpolated.substituted);
-            let parsed = url::Url::parse(&interpolated.value);
-            match parsed {
-                Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {
-                    if let Some(password) = url.password() {
-                        secrets.push(password.to_string());
-                        if let Ok(decoded) = urlencoding_decode(password) {
-                            secrets.push(decoded);
-                        }
-                    }
-                    Some(interpolated.value)
+    let amqp = match amqp_url(
+        &raw.amqp.url,
+        env,
+        "amqp.url",
+        &mut secrets,
+        &mut warnings,
+        &relay_path,
+    ) {
+        Ok(url) => Some(url),
+        Err(error) => {
+            let message = match error {
+                AmqpUrlError::Message(message) => message,
+                AmqpUrlError::Url(_) if url_from_env => format!(
+                    "the value of environment variable `{url_var}` is not an amqp:// or \
+                     amqps:// URL"
+                ),
+                AmqpUrlError::Url(shown) => {
+                    format!("`{shown}` is not an amqp:// or amqps:// URL")
                 }
-                Ok(url) => {
-                    problems.push(ConfigProblem::field(
-                        &relay_path,
-                        "amqp.url",
-                        format!(
-                            "`{}`: scheme must be amqp or amqps, not `{}`",
-                            redact::redact_url(&interpolated.value),
-                            url.scheme()
-                        ),
-                    ));
-                    None
-                }
-                Err(e) => {
-                    problems.push(ConfigProblem::field(
-                        &relay_path,
-                        "amqp.url",
-                        format!(
-                            "`{}` is not a URL: {e}",
-                            redact::redact_url(&interpolated.value)
-                        ),
-                    ));
-                    None
-                }
-            }
-        }
-        Err(message) => {
+            };
             problems.push(ConfigProblem::field(&relay_path, "amqp.url", message));
             None
         }
@@ -361,10 +334,9 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
     let webhooks = load_webhooks(dir, &ctx, &mut problems, &mut warnings, &mut secrets);
 
     // `amqp` is `None` only when an `amqp.url` problem was recorded.
-    let Some(url) = amqp.filter(|_| problems.is_empty()) else {
+    let Some((url, url_redacted)) = amqp.filter(|_| problems.is_empty()) else {
         return Err(ConfigError { problems });
     };
-    let url_redacted = redact::redact_url(&url);
     Ok(Config {
         dir: dir.to_path_buf(),
         amqp: AmqpSettings {
@@ -401,14 +373,60 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
     })
 }
 
-fn urlencoding_decode(text: &str) -> Result<String, std::str::Utf8Error> {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| Ok(v.into_owned()))
-        .unwrap_or(Ok(String::new()))
+/// Why a broker URL was refused.
+enum AmqpUrlError {
+    /// A `${VAR}` problem, already worded.
+    Message(String),
+    /// Not an `amqp://` or `amqps://` URL; carries the URL as it may be shown.
+    Url(String),
+}
+
+/// Interpolates and checks one broker URL (`amqp.url` or an entry of `amqp.urls`), recording
+/// its secrets (every substituted value, the password as written and decoded) and a warning
+/// for each one too short to be masked everywhere. Returns the URL and its shown form, with
+/// every `${VAR}` and the password masked.
+fn amqp_url(
+    text: &str,
+    env: &Env,
+    field: &str,
+    secrets: &mut Vec<String>,
+    warnings: &mut Vec<ConfigProblem>,
+    relay_path: &Path,
+) -> Result<(String, String), AmqpUrlError> {
+    let interpolated = interpolate(text, env).map_err(AmqpUrlError::Message)?;
+    let shown = redact::redact_url(interpolated.url_display_source());
+    let mut short: Vec<String> = Vec::new();
+    for (name, value) in interpolated.names.iter().zip(&interpolated.substituted) {
+        if value.len() < Redactor::FREE_TEXT_MIN_LEN {
+            short.push(format!("`${{{name}}}`"));
+        }
+    }
+    secrets.extend(interpolated.substituted.iter().cloned());
+    let url = match url::Url::parse(&interpolated.value) {
+        Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => url,
+        _ => return Err(AmqpUrlError::Url(shown)),
+    };
+    if let Some(password) = url.password()
+        && password.len() < Redactor::FREE_TEXT_MIN_LEN
+        && short.is_empty()
+    {
+        short.push("the password".into());
+    }
+    short.dedup();
+    secrets.extend(redact::url_secrets(&url));
+    warnings.extend(
+        short
+            .iter()
+            .map(|what| ConfigProblem::field(relay_path, field, short_secret_message(what))),
+    );
+    Ok((interpolated.value, shown))
 }
 
 /// `relay.toml` layered with `RELAY__…` overrides from `env`.
+///
+/// Problems never echo a value that came from the environment or that sits in a secret
+/// position (`amqp.url`, `amqp.urls`, a key named like a credential): they name the key, the
+/// variable and the expected type instead. A syntax error gives its line, not the line's text.
 fn load_relay(path: &Path, env: &Env) -> Result<RawRelay, ConfigError> {
     if !path.is_file() {
         return Err(ConfigProblem::file(
@@ -417,6 +435,12 @@ fn load_relay(path: &Path, env: &Env) -> Result<RawRelay, ConfigError> {
         )
         .into());
     }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigProblem::file(path, format!("cannot read: {e}")))?;
+    // Parsed here first: config-rs would quote the offending line, password and all.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(ConfigProblem::file(path, toml_error(&text, &e)).into());
+    }
     let overrides: config::Map<String, String> = env
         .vars()
         .iter()
@@ -424,18 +448,104 @@ fn load_relay(path: &Path, env: &Env) -> Result<RawRelay, ConfigError> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let built = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator(ENV_SEPARATOR)
                 .separator(ENV_SEPARATOR)
-                .source(Some(overrides)),
+                .source(Some(overrides.clone())),
         )
         .build()
-        .map_err(|e| ConfigProblem::file(path, one_line(&e.to_string())))?;
+        .map_err(|e| library_problem(path, e, &overrides))?;
     built
         .try_deserialize::<RawRelay>()
-        .map_err(|e| ConfigProblem::file(path, one_line(&e.to_string())).into())
+        .map_err(|e| library_problem(path, e, &overrides).into())
+}
+
+/// A config-rs error as a problem that names the key, the variable it came from (if any) and
+/// the expected type, but never shows a value from the environment or a secret position.
+fn library_problem(
+    path: &Path,
+    error: config::ConfigError,
+    overrides: &config::Map<String, String>,
+) -> ConfigProblem {
+    let (key, message) = match error {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key,
+            ..
+        } => (
+            key,
+            format!(
+                "expected {expected}, found {}",
+                kind_of_value(&unexpected.to_string())
+            ),
+        ),
+        config::ConfigError::At { error, key, .. } => (key, one_line(&error.to_string())),
+        other => (None, one_line(&other.to_string())),
+    };
+    // Whatever the key, a quoted piece of any override's value is hidden.
+    let mut message = overrides
+        .values()
+        .fold(message, |m, value| mask_echoes(&m, value));
+    if let Some(key) = &key {
+        if key == "amqp.url" || key.starts_with("amqp.urls") || is_secret_key(key) {
+            message = mask_quoted(&message, |_| true);
+        }
+        let var = format!(
+            "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+            key.replace('.', ENV_SEPARATOR)
+        );
+        if let Some(name) = overrides.keys().find(|k| k.eq_ignore_ascii_case(&var)) {
+            message = format!("{message} (from environment variable `{name}`, value not shown)");
+        }
+    }
+    match key {
+        Some(key) => ConfigProblem::field(path, key, message),
+        None => ConfigProblem::file(path, message),
+    }
+}
+
+/// Whether the last segment of a dotted key names a credential (`…token`, `…password`).
+fn is_secret_key(key: &str) -> bool {
+    key.rsplit('.').next().is_some_and(redact::is_secret_name)
+}
+
+/// What kind of value config-rs found, from its description (`string "…"`, ``64-bit integer
+/// `5` ``), without the value itself.
+fn kind_of_value(described: &str) -> &'static str {
+    if described.starts_with("string") {
+        "a string"
+    } else if described.contains("integer") {
+        "an integer"
+    } else if described.starts_with("floating") {
+        "a number with a fraction"
+    } else if described.starts_with("boolean") {
+        "a boolean"
+    } else if described.starts_with("sequence") {
+        "a list"
+    } else if described.starts_with("map") {
+        "a table"
+    } else {
+        "no value"
+    }
+}
+
+/// `message` with every quoted piece of `value` masked, and `value` itself wherever it is
+/// long enough to be told from ordinary words.
+fn mask_echoes(message: &str, value: &str) -> String {
+    if value.is_empty() {
+        return message.to_string();
+    }
+    let masked = mask_quoted(message, |quoted| {
+        !quoted.is_empty() && value.contains(quoted)
+    });
+    if value.len() >= Redactor::FREE_TEXT_MIN_LEN {
+        masked.replace(value, redact::MASK)
+    } else {
+        masked
+    }
 }
 
 /// Variables that look like overrides but that config-rs would skip without a word, such as
@@ -507,6 +617,7 @@ fn load_webhooks(
             match webhook::validate(spec, &file, ctx) {
                 Ok(validated) => {
                     secrets.extend(validated.secrets);
+                    warnings.extend(validated.warnings);
                     webhooks.push(Arc::new(validated.webhook));
                 }
                 Err(found) => problems.extend(found),
@@ -564,12 +675,23 @@ fn parse_webhook_file(file: &Path, problems: &mut Vec<ConfigProblem>) -> Vec<Web
             .unwrap_or_else(|| format!("#{}", index + 1));
         match entry.clone().try_into::<WebhookSpec>() {
             Ok(spec) => specs.push(spec),
-            Err(e) => problems.push(ConfigProblem {
-                file: file.to_path_buf(),
-                webhook: Some(label),
-                field: error_key_path(&e),
-                message: one_line(e.message()),
-            }),
+            Err(e) => {
+                let field = error_key_path(&e);
+                let mut message = one_line(e.message());
+                // A mistyped `url` or `headers` must not quote what it holds.
+                if field
+                    .as_deref()
+                    .is_some_and(|f| f == "url" || f.starts_with("headers") || is_secret_key(f))
+                {
+                    message = mask_quoted(&message, |_| true);
+                }
+                problems.push(ConfigProblem {
+                    file: file.to_path_buf(),
+                    webhook: Some(label),
+                    field,
+                    message,
+                });
+            }
         }
     }
     specs

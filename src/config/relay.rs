@@ -93,8 +93,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 /// it: 16 MiB is 4,096 of them, far over the default prefetch.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 
-/// `[amqp]` as written.
-#[derive(Debug, Clone, Deserialize)]
+/// `[amqp]` as written. `url` and `urls` may hold a password (or come whole from
+/// `RELAY__AMQP__URL`), so `Debug` shows them as `***`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawAmqp {
     pub url: String,
@@ -116,6 +117,30 @@ pub(crate) struct RawAmqp {
     #[serde(with = "duration")]
     pub reconnect_max_backoff: Duration,
     pub connection_name: String,
+}
+
+impl std::fmt::Debug for RawAmqp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::MASK;
+        f.debug_struct("RawAmqp")
+            .field("url", &MASK)
+            .field("urls", &vec![MASK; self.urls.len()])
+            .field("queue_type", &self.queue_type)
+            .field("redelivery_limit", &self.redelivery_limit)
+            .field("frame_max", &self.frame_max)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("memory_budget", &self.memory_budget)
+            .field("exchange", &self.exchange)
+            .field("queue", &self.queue)
+            .field("dead_letter_queue", &self.dead_letter_queue)
+            .field("prefetch", &self.prefetch)
+            .field("declare", &self.declare)
+            .field("consumer_timeout", &self.consumer_timeout)
+            .field("reconnect_initial_backoff", &self.reconnect_initial_backoff)
+            .field("reconnect_max_backoff", &self.reconnect_max_backoff)
+            .field("connection_name", &self.connection_name)
+            .finish()
+    }
 }
 
 impl Default for RawAmqp {

@@ -319,3 +319,210 @@ fn shipped_example_config_loads() {
     let config = load(&dir, &env()).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.webhook("logzio-audit").is_some());
 }
+
+/// A mistyped or invalid override is reported by key and variable, never with its value.
+#[test]
+fn override_errors_name_the_variable_not_the_value() {
+    let dir = dir_with(RELAY, &[]);
+    let cases = [
+        ("RELAY__AMQP__URLS", "amqp://u:envleak-pw@h", "amqp.urls"),
+        ("RELAY__AMQP__PREFETCH", "envleak-prefetch", "amqp.prefetch"),
+        ("RELAY__DELIVERY__TIMEOUT", "envleak-5x", "delivery.timeout"),
+        (
+            "RELAY__POLICY__ALLOWED_PORTS",
+            "8071,envleak",
+            "policy.allowed_ports",
+        ),
+        (
+            "RELAY__AMQP__QUEUE_TYPE",
+            "envleak-quorom",
+            "amqp.queue_type",
+        ),
+        (
+            "RELAY__AMQP__URL",
+            "http://u:envleak-pw@envleak-host/",
+            "amqp.url",
+        ),
+    ];
+    for (name, value, key) in cases {
+        let mut e = env();
+        e.set(name, value);
+        let err = problems(&dir, &e);
+        assert!(!err.contains("envleak"), "{name}: {err}");
+        assert!(err.contains(key), "{name}: {err}");
+        assert!(err.contains(name), "{name} is named: {err}");
+        assert!(err.contains("relay.toml"), "{name}: {err}");
+    }
+    let mut e = env();
+    e.set("RELAY__AMQP__PREFETCH", "x");
+    let err = problems(&dir, &e);
+    assert!(
+        err.contains("expected an integer, found a string"),
+        "the expected type is said: {err}"
+    );
+}
+
+/// Values in secret positions of the files are not quoted back either.
+#[test]
+fn file_errors_in_secret_positions_do_not_quote_the_value() {
+    let relay = RELAY.replace(
+        "declare = true",
+        "declare = true\nurls = \"amqp://u:fileleak@h\"",
+    );
+    let dir = dir_with(&relay, &[]);
+    let err = problems(&dir, &env());
+    assert!(
+        err.contains("amqp.urls") && err.contains("expected a sequence"),
+        "{err}"
+    );
+    assert!(!err.contains("fileleak"), "{err}");
+
+    let broken = RELAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "url = \"amqp://guest:fileleak@127.0.0.1:5672/%2f",
+    );
+    let dir = dir_with(&broken, &[]);
+    let err = problems(&dir, &env());
+    assert!(err.contains("relay.toml: line 3:"), "{err}");
+    assert!(!err.contains("fileleak"), "{err}");
+
+    for (from, to, field) in [
+        (
+            "triggers",
+            "headers = \"Authorization: Bearer fileleak\"\ntriggers",
+            "headers",
+        ),
+        (
+            "triggers",
+            "headers = { X-Api-Key = 12345678 }\ntriggers",
+            "headers.X-Api-Key",
+        ),
+    ] {
+        let text = WEBHOOK.replace(from, to);
+        let dir = dir_with(RELAY, &[("a.toml", &text)]);
+        let err = problems(&dir, &env());
+        assert!(err.contains(&format!("{field}: invalid type")), "{err}");
+        assert!(
+            !err.contains("fileleak") && !err.contains("12345678"),
+            "{err}"
+        );
+    }
+}
+
+/// Every `${VAR}`, wherever it sits in a URL, is masked in the URL's shown form and known to
+/// the redactor, and so are inline credentials; short ones are warned about.
+#[test]
+fn every_url_secret_is_masked_and_registered() {
+    let text = WEBHOOK.replace(
+        "url = \"https://listener.logz.io/?token=${LOGZIO_TOKEN}&type=apono\"",
+        "url = \"https://user:inline-pw@${HOST}/${SEGMENT}/x?token=inline-token&k=${SHORT}#${FRAG}\"\n\
+         headers = { X-Path = \"${HDR}\", Authorization = \"Bearer inline-bearer\" }",
+    );
+    let dir = dir_with(
+        &RELAY.replace(
+            "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+            "url = \"amqp://guest:${AMQP_PW}@${AMQP_HOST}:5672/%2f\"",
+        ),
+        &[("a.toml", &text)],
+    );
+    let mut e = env();
+    for (name, value) in [
+        ("HOST", "secret-host.example"),
+        ("SEGMENT", "path-secret"),
+        ("SHORT", "Zq"),
+        ("FRAG", "frag-secret"),
+        ("HDR", "header-secret"),
+        ("AMQP_PW", "amqp-secret"),
+        ("AMQP_HOST", "broker-host"),
+    ] {
+        e.set(name, value);
+    }
+    let config = load(dir.path(), &e).unwrap_or_else(|e| panic!("{e}"));
+    let hook = config.webhook("logzio-audit").unwrap();
+    assert_eq!(
+        hook.url.redacted(),
+        "https://user:***@***/***/x?token=***&k=***#***"
+    );
+    assert_eq!(config.amqp.url_redacted, "amqp://guest:***@***:5672/%2f");
+    for secret in [
+        "inline-pw",
+        "secret-host.example",
+        "path-secret",
+        "inline-token",
+        "frag-secret",
+        "header-secret",
+        "inline-bearer",
+        "amqp-secret",
+        "broker-host",
+    ] {
+        assert_eq!(
+            config.redactor.scrub(&format!("x {secret} y")),
+            "x *** y",
+            "{secret} is registered"
+        );
+    }
+    assert_eq!(
+        config.redactor.scrub(&format!("GET {}", hook.url.expose())),
+        "GET https://user:***@***/***/x?token=***&k=***#***"
+    );
+    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings.iter().any(|w| w
+            .contains("webhook `logzio-audit`: url: `${SHORT}` is a secret shorter than 4 bytes")),
+        "{warnings:?}"
+    );
+    assert!(!warnings.iter().any(|w| w.contains("Zq")), "{warnings:?}");
+}
+
+/// `Debug` of everything that holds a raw URL, a header value or the environment is
+/// redacted.
+#[test]
+fn debug_never_shows_secrets() {
+    let text = WEBHOOK.replace(
+        "triggers",
+        "headers = { Authorization = \"Bearer debug-bearer\" }\ntriggers",
+    );
+    let dir = dir_with(
+        &RELAY.replace("guest:guest", "guest:debug-amqp-pw"),
+        &[("a.toml", &text)],
+    );
+    let config = load(dir.path(), &env()).unwrap_or_else(|e| panic!("{e}"));
+    let raw = load_relay(&dir.path().join("relay.toml"), &env()).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    let spec: WebhookSpec = table["webhook"][0].clone().try_into().unwrap();
+    for (what, shown) in [
+        ("Config", format!("{config:?}")),
+        ("RawRelay", format!("{raw:?}")),
+        ("WebhookSpec", format!("{spec:?}")),
+        ("Env", format!("{:?}", env())),
+    ] {
+        for secret in ["tok-abcdef", "debug-bearer", "debug-amqp-pw"] {
+            assert!(
+                !shown.contains(secret),
+                "{what} Debug shows {secret}: {shown}"
+            );
+        }
+    }
+}
+
+/// A variable holding the whole broker URL shows like a written URL: password masked, host
+/// shown; the whole value is still a secret.
+#[test]
+fn a_whole_url_variable_shows_redacted_not_masked() {
+    let relay = RELAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "url = \"${AMQP_URL}\"",
+    );
+    let dir = dir_with(&relay, &[]);
+    let mut e = env();
+    e.set(
+        "AMQP_URL",
+        "amqp://relay:whole-url-pw@broker.internal:5672/%2f",
+    );
+    let config = load(dir.path(), &e).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.amqp.url_redacted,
+        "amqp://relay:***@broker.internal:5672/%2f"
+    );
+    assert_eq!(config.redactor.scrub("pw whole-url-pw"), "pw ***");
+}

@@ -1,11 +1,11 @@
 //! `webhooks/*.toml`: one or more `[[webhook]]` tables per file, each validated into a
 //! [`Webhook`] with its URL checked against the policy and its template compiled.
 
-use super::env::{Env, interpolate};
+use super::env::{Env, Interpolated, interpolate};
 use super::error::ConfigProblem;
 use super::relay::{DeliveryOverrides, DeliverySettings, Policy};
 use crate::event::Trigger;
-use crate::redact::{self, Secret};
+use crate::redact::{self, Redactor, Secret};
 use crate::template::{Template, TemplateOptions};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -99,8 +99,9 @@ impl Filters {
     }
 }
 
-/// One `[[webhook]]` table as written.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[webhook]]` table as written. The URL and header values may hold secrets written
+/// into the file, so `Debug` shows the URL redacted and header values as `***`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookSpec {
     pub name: String,
@@ -124,6 +125,31 @@ pub(crate) struct WebhookSpec {
     #[serde(default)]
     pub delivery: DeliveryOverrides,
     pub batch: Option<BatchSpec>,
+}
+
+impl fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|name| (name.as_str(), redact::MASK))
+            .collect();
+        f.debug_struct("WebhookSpec")
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("method", &self.method)
+            .field("url", &redact::redact_url(&self.url))
+            .field("headers", &headers)
+            .field("secret_headers", &self.secret_headers)
+            .field("triggers", &self.triggers)
+            .field("body_template", &self.body_template)
+            .field("body_template_file", &self.body_template_file)
+            .field("strict", &self.strict)
+            .field("filters", &self.filters)
+            .field("delivery", &self.delivery)
+            .field("batch", &self.batch)
+            .finish()
+    }
 }
 
 /// `[webhook.batch]` as written.
@@ -312,10 +338,12 @@ impl Webhook {
     }
 }
 
-/// The outcome of validating one spec: the webhook, and the secret values it introduced.
+/// The outcome of validating one spec: the webhook, the secret values it introduced, and
+/// what is allowed but probably wrong (a secret too short to mask everywhere).
 pub(crate) struct Validated {
     pub webhook: Webhook,
     pub secrets: Vec<String>,
+    pub warnings: Vec<ConfigProblem>,
 }
 
 /// Context shared by every webhook of one config.
@@ -367,11 +395,41 @@ pub(crate) fn validate(
     }
 
     let mut inline_secrets = inline_url_secrets(&spec.url);
+    // Where a secret shorter than the free-text threshold sits, for one warning each.
+    let mut short_secrets: Vec<(String, String)> = Vec::new();
     let url = match interpolate(&spec.url, ctx.env) {
         Ok(interpolated) => {
-            secrets.extend(interpolated.substituted);
-            match check_url(&interpolated.value, ctx.policy) {
-                Ok(url) => Some(url),
+            short_secrets.extend(short_substitutions(&interpolated, "url"));
+            secrets.extend(interpolated.substituted.iter().cloned());
+            match check_url(
+                &interpolated.value,
+                interpolated.url_display_source(),
+                ctx.policy,
+            ) {
+                Ok(url) => {
+                    // Short inline credentials (substituted ones are warned about above).
+                    let userinfo_written = spec.url.split_once('@').is_some_and(|(before, _)| {
+                        before.contains("://") && !before.contains("${")
+                    });
+                    if userinfo_written
+                        && let Some(password) = url.expose().password()
+                        && password.len() < Redactor::FREE_TEXT_MIN_LEN
+                    {
+                        short_secrets.push(("url".into(), "the password".into()));
+                    }
+                    for (name, value) in url.expose().query_pairs() {
+                        let inline = format!("url (query parameter {name})");
+                        if inline_secrets.contains(&inline)
+                            && value.len() < Redactor::FREE_TEXT_MIN_LEN
+                        {
+                            short_secrets.push(("url".into(), format!("query parameter `{name}`")));
+                        }
+                    }
+                    // Inline credentials (`user:pw@`, `?token=abc`) and the decoded forms
+                    // of substituted ones.
+                    secrets.extend(redact::url_secrets(url.expose()));
+                    Some(url)
+                }
                 Err(message) => {
                     problems.push(problem("url", message));
                     None
@@ -418,10 +476,22 @@ pub(crate) fn validate(
                         .secret_headers
                         .iter()
                         .any(|h| h.eq_ignore_ascii_case(header_name));
+                short_secrets.extend(short_substitutions(&interpolated, &field));
                 if secret {
                     secrets.push(interpolated.value.clone());
+                    // `Bearer abc`: the credential after the scheme is a secret on its own.
+                    secrets.extend(
+                        interpolated
+                            .value
+                            .split_whitespace()
+                            .skip(1)
+                            .map(str::to_string),
+                    );
                     if !from_env {
                         inline_secrets.push(format!("headers.{header_name}"));
+                        if interpolated.value.len() < Redactor::FREE_TEXT_MIN_LEN {
+                            short_secrets.push((field.clone(), "the value".into()));
+                        }
                     }
                 }
                 secrets.extend(interpolated.substituted);
@@ -574,10 +644,40 @@ pub(crate) fn validate(
                     inline_secrets,
                 },
                 secrets,
+                warnings: short_secrets
+                    .into_iter()
+                    .map(|(field, what)| {
+                        ConfigProblem::webhook(file, &name, field, short_secret_message(&what))
+                    })
+                    .collect(),
             })
         }
         _ => Err(problems),
     }
+}
+
+/// The variables of `interpolated` whose value is shorter than the free-text threshold, as
+/// `(field, "`${NAME}`")`, each once.
+fn short_substitutions(interpolated: &Interpolated, field: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in interpolated.names.iter().zip(&interpolated.substituted) {
+        let entry = (field.to_string(), format!("`${{{name}}}`"));
+        if value.len() < Redactor::FREE_TEXT_MIN_LEN && !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// The warning about a secret too short to be masked everywhere; `what` names it
+/// (`` `${TOKEN}` ``, `the password`), never shows it.
+pub(crate) fn short_secret_message(what: &str) -> String {
+    format!(
+        "{what} is a secret shorter than {} bytes: easy to guess, and masked in output only \
+         where it stands whole (a URL part, a header value, a name=value pair), not inside \
+         other text",
+        Redactor::FREE_TEXT_MIN_LEN
+    )
 }
 
 /// Secret-looking query parameters whose value is written out rather than `${VAR}`.
@@ -595,11 +695,13 @@ fn inline_url_secrets(written: &str) -> Vec<String> {
         .collect()
 }
 
-/// Parses a webhook URL and applies the policy: scheme, host, port.
-fn check_url(text: &str, policy: &Policy) -> Result<WebhookUrl, String> {
-    let url = url::Url::parse(text)
-        .map_err(|e| format!("`{}` is not a URL: {e}", redact::redact_url(text)))?;
-    let shown = redact::redact_parsed_url(&url);
+/// Parses a webhook URL and applies the policy: scheme, host, port. `shown` is the URL as
+/// written with every `${VAR}` masked ([`Interpolated::url_display_source`]): the URL is
+/// displayed from it, redacted further (password, secret query values, fragment), so that no
+/// substituted value shows, wherever it sits.
+fn check_url(text: &str, shown: &str, policy: &Policy) -> Result<WebhookUrl, String> {
+    let shown = redact::redact_url(shown);
+    let url = url::Url::parse(text).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
     match url.scheme() {
         "https" => {}
         "http" if !policy.require_https => {}
@@ -649,16 +751,36 @@ mod tests {
 
     #[test]
     fn url_policy() {
-        assert!(check_url("https://listener.logz.io/?token=x", &policy(&[])).is_ok());
-        let err = check_url("https://listener.logz.io:8071/?token=abc", &policy(&[])).unwrap_err();
+        assert!(
+            check_url(
+                "https://listener.logz.io/?token=x",
+                "https://listener.logz.io/?token=x",
+                &policy(&[])
+            )
+            .is_ok()
+        );
+        let err = check_url(
+            "https://listener.logz.io:8071/?token=abc",
+            "https://listener.logz.io:8071/?token=abc",
+            &policy(&[]),
+        )
+        .unwrap_err();
         assert!(err.contains("port 8071 is not allowed"), "{err}");
         assert!(!err.contains("abc"), "{err}");
-        assert!(check_url("https://listener.logz.io:8071/?token=x", &policy(&[8071])).is_ok());
         assert!(
-            check_url("https://h:443/", &policy(&[])).is_ok(),
+            check_url(
+                "https://listener.logz.io:8071/?token=x",
+                "https://listener.logz.io:8071/?token=x",
+                &policy(&[8071])
+            )
+            .is_ok()
+        );
+        assert!(
+            check_url("https://h:443/", "https://h:443/", &policy(&[])).is_ok(),
             "default port"
         );
-        let err = check_url("http://h/?token=abc", &policy(&[])).unwrap_err();
+        let err =
+            check_url("http://h/?token=abc", "http://h/?token=abc", &policy(&[])).unwrap_err();
         assert!(
             err.contains("not HTTPS") && err.contains("token=***"),
             "{err}"
@@ -668,8 +790,12 @@ mod tests {
             allowed_ports: vec![],
             ..Policy::default()
         };
-        assert!(check_url("http://h/", &lax).is_ok());
-        assert!(check_url("ftp://h/", &lax).unwrap_err().contains("scheme"));
+        assert!(check_url("http://h/", "http://h/", &lax).is_ok());
+        assert!(
+            check_url("ftp://h/", "ftp://h/", &lax)
+                .unwrap_err()
+                .contains("scheme")
+        );
     }
 
     #[test]

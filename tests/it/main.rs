@@ -17,3 +17,4 @@ mod observability;
 mod process;
 mod resilience;
 mod retry;
+mod secrets;
