@@ -71,6 +71,9 @@ pub enum AmqpError {
     /// The channel the message came in on is gone; the broker will redeliver the message.
     #[error("{0}: the channel is closed; the broker will redeliver the message")]
     ChannelLost(&'static str),
+    /// A queue exists with other arguments than the ones this version declares.
+    #[error(transparent)]
+    Inequivalent(#[from] topology::InequivalentQueue),
 }
 
 /// An open connection with its consuming channel and its confirm-mode publishing channel.
@@ -209,20 +212,35 @@ impl Broker {
                 .await
                 .map_err(op(format!("declare exchange `{}`", settings.exchange)))?;
         }
-        for queue in [&settings.queue, &settings.dead_letter_queue] {
+        let queues = [
+            (
+                &settings.queue,
+                topology::input_queue_arguments(settings.into()),
+            ),
+            (
+                &settings.dead_letter_queue,
+                topology::dead_letter_queue_arguments(settings.into()),
+            ),
+        ];
+        for (queue, arguments) in queues {
             let arguments = if passive {
                 FieldTable::default()
             } else {
-                topology::queue_arguments(settings.queue_type)
+                arguments
             };
             channel
                 .queue_declare(queue.as_str().into(), queue_options, arguments)
                 .await
-                .map_err(op(if passive {
-                    format!("queue `{queue}` (amqp.declare = false expects it to exist)")
-                } else {
-                    format!("declare queue `{queue}`")
-                }))?;
+                .map_err(
+                    |e| match topology::InequivalentQueue::from_error(queue, &e) {
+                        Some(inequivalent) => inequivalent.into(),
+                        None => op(if passive {
+                            format!("queue `{queue}` (amqp.declare = false expects it to exist)")
+                        } else {
+                            format!("declare queue `{queue}`")
+                        })(e),
+                    },
+                )?;
         }
         if settings.declare {
             channel
@@ -256,17 +274,7 @@ impl Broker {
             ..QueueDeclareOptions::default()
         };
         for webhook in webhooks {
-            let retry = topology::retry_queue(&settings.queue, &webhook.name);
-            let mut queues = vec![(
-                retry.clone(),
-                topology::queue_arguments(settings.queue_type),
-            )];
-            for tier in topology::tiers(&webhook.delivery) {
-                queues.push((
-                    topology::wait_queue(&settings.queue, &webhook.name, tier),
-                    topology::wait_queue_arguments(settings.queue_type, tier, &retry),
-                ));
-            }
+            let queues = topology::retry_path(&settings.queue, webhook, settings.into());
             for (queue, arguments) in queues {
                 let arguments = if passive {
                     FieldTable::default()
@@ -276,10 +284,15 @@ impl Broker {
                 self.consume_channel
                     .queue_declare(queue.as_str().into(), options, arguments)
                     .await
-                    .map_err(|e| AmqpError::Operation {
-                        operation: format!("declare retry queue `{queue}`"),
-                        message: self.redactor.scrub(&e.to_string()),
-                    })?;
+                    .map_err(
+                        |e| match topology::InequivalentQueue::from_error(&queue, &e) {
+                            Some(inequivalent) => inequivalent.into(),
+                            None => AmqpError::Operation {
+                                operation: format!("declare retry queue `{queue}`"),
+                                message: self.redactor.scrub(&e.to_string()),
+                            },
+                        },
+                    )?;
             }
         }
         Ok(())

@@ -16,3 +16,4 @@ mod observability;
 mod process;
 mod resilience;
 mod retry;
+mod topology;
