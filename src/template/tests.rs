@@ -807,3 +807,102 @@ fn objects_arrays_and_array_names_follow_handlebars() {
         "line 1, column 1: cannot access array/vector with string index, b"
     );
 }
+
+/// Property tests: whatever text an event carries, the seed Logz.io template's body is JSON,
+/// its `message` is JSON too, and each field gives back exactly the text.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces that stress the escaping: quotes, backslashes, every control character, the
+    /// separators, characters outside the BMP, JSON escapes written as text, and text that
+    /// looks like Handlebars.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => any::<char>().prop_map(String::from),
+            3 => prop::sample::select(vec![
+                "\"", "\\", "\\\"", "\\\\", "\"\"", "'", "/", "\u{2028}", "\u{2029}", "\u{7f}",
+                "\u{feff}", "\u{1F680}", "\u{10FFFF}", "\u{1D11E}", "é", "中",
+            ])
+            .prop_map(str::to_owned),
+            2 => (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap().to_string()),
+            2 => prop::sample::select(vec![
+                "{{x}}", "{{{x}}}", "{{> p}}", "{{#if x}}", "{{/if}}", "\\{{x}}", "}}", "{{",
+                "\\u0022", "\\u005c", "\\n", "\", \"type\": \"evil", "\\\", \\\"k\\\": \\\"",
+                "}\", \"x\": {\"",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn hostile() -> impl Strategy<Value = String> {
+        prop::collection::vec(piece(), 0..24).prop_map(|pieces| pieces.concat())
+    }
+
+    /// The string fields of the sample event that the seed template writes.
+    const FIELDS: [&[&str]; 6] = [
+        &["data", "justification"],
+        &["data", "requester", "name"],
+        &["data", "requester", "email"],
+        &["data", "access_flow", "name"],
+        &["data", "friendly_id"],
+        &["event_type"],
+    ];
+    /// Where each of [`FIELDS`] lands in the inner document.
+    const INNER: [&str; 6] = [
+        "justification",
+        "requester_name",
+        "requester_email",
+        "access_flow_name",
+        "friendly_id",
+        "event_type",
+    ];
+
+    fn set(event: &mut Value, path: &[&str], text: &str) {
+        let mut at = event;
+        for segment in path {
+            at = &mut at[*segment];
+        }
+        *at = Value::String(text.to_owned());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn seed_template_round_trips_any_text(texts in prop::array::uniform6(hostile())) {
+            let template = compile(SEED, JSON_BODY);
+            let mut event = sample();
+            for (path, text) in FIELDS.iter().zip(&texts) {
+                set(&mut event, path, text);
+            }
+            let body = template.render(&event).map_err(|e| TestCaseError::fail(e.0))?;
+            let outer: Value = serde_json::from_str(&body)
+                .map_err(|e| TestCaseError::fail(format!("body is not JSON ({e}): {body}")))?;
+            let outer = outer.as_object().expect("an object");
+            prop_assert_eq!(outer.len(), 2);
+            prop_assert_eq!(&outer["type"], "Apono");
+            let message = outer["message"].as_str().expect("message is a string");
+            let inner: Value = serde_json::from_str(message)
+                .map_err(|e| TestCaseError::fail(format!("message is not JSON ({e}): {message}")))?;
+            prop_assert_eq!(inner.as_object().map(|o| o.len()), Some(15));
+            for (key, text) in INNER.iter().zip(&texts) {
+                prop_assert_eq!(&inner[*key], &Value::String(text.clone()), "{}", key);
+            }
+            prop_assert_eq!(&inner["requester_id"], "usr-17");
+        }
+
+        #[test]
+        fn any_text_round_trips_at_depth_three(text in hostile()) {
+            let template = compile(
+                r#"{"a": "{\"b\": \"{\\\"c\\\": \\\"{{ v }}\\\"}\"}"}"#,
+                JSON_BODY,
+            );
+            let body = template.render(&json!({ "v": text })).map_err(|e| TestCaseError::fail(e.0))?;
+            let level1: Value = serde_json::from_str(&body).expect("level 1");
+            let level2: Value = serde_json::from_str(level1["a"].as_str().unwrap()).expect("level 2");
+            let level3: Value = serde_json::from_str(level2["b"].as_str().unwrap()).expect("level 3");
+            prop_assert_eq!(level3, json!({ "c": text }));
+        }
+    }
+}
