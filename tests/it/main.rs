@@ -16,4 +16,5 @@ mod observability;
 mod process;
 mod resilience;
 mod retry;
+mod templates;
 mod topology;
