@@ -17,4 +17,5 @@ mod process;
 mod resilience;
 mod retry;
 mod templates;
+mod terminal;
 mod topology;
