@@ -124,7 +124,7 @@ impl QuoteLexer {
 /// and for an unknown helper.
 pub(super) fn analyse(template: &mut Parsed) -> Result<Analysis, Problem> {
     let mut walker = Walker::default();
-    walker.template(template, 0, (None, None))?;
+    walker.template(template, 0, None)?;
     Ok(walker.analysis)
 }
 
@@ -170,13 +170,16 @@ const WRITE_IN_PLACE: &str = "write the text in place";
 
 impl Walker {
     /// Walks the elements of one (sub)template. `scope` counts the enclosing `#each`/`#with`.
-    /// `end` is where its closing tag is reported when text before it is refused.
+    /// `block` is the enclosing block's position (`None` for the whole template): a branch of
+    /// a block ends at a tag (`{{else}}`, `{{/if}}`), reported there; the whole template ends
+    /// at no tag.
     fn template(
         &mut self,
         template: &mut Parsed,
         scope: usize,
-        end: (Option<usize>, Option<usize>),
+        block: Option<(Option<usize>, Option<usize>)>,
     ) -> Result<(), Problem> {
+        let end = block.unwrap_or((None, None));
         let mapping = &template.mapping;
         for (idx, element) in template.elements.iter_mut().enumerate() {
             // Elements handlebars made up (the `if` of `{{else if}}`) have no position of their
@@ -236,7 +239,7 @@ impl Walker {
                         .chain([(ht.inverse.as_mut(), scope, "`{{else}}` branch")]);
                     for (branch, branch_scope, what) in branches {
                         let Some(branch) = branch else { continue };
-                        self.template(branch, branch_scope, (line, column))?;
+                        self.template(branch, branch_scope, Some((line, column)))?;
                         let ended = self.lexer.depth();
                         if must_balance && ended != start {
                             return Err(at(format!(
@@ -273,7 +276,9 @@ impl Walker {
                 }
             }
         }
-        // The end of a block's branch is a tag too (`{{else}}`, `{{/if}}`).
+        if block.is_none() {
+            return Ok(());
+        }
         self.before_tag().map_err(|message| Problem {
             line: end.0,
             column: end.1,

@@ -385,6 +385,8 @@ fn backslashes_before_a_tag_must_be_whole_escapes() {
         json!(format!("\\{}", event["v"].as_str().unwrap()))
     );
     assert_eq!(depths(r#""\\ {{~ v }}""#), vec![1]);
+    // A backslash at the very end stands before no tag.
+    assert_eq!(render(r"{{ v }} \", &json!({"v": 1})), r"1 \");
 }
 
 #[test]
