@@ -84,6 +84,9 @@ pub enum AmqpError {
     /// The channel the message came in on is gone; the broker will redeliver the message.
     #[error("{0}: the channel is closed; the broker will redeliver the message")]
     ChannelLost(&'static str),
+    /// A queue exists with other arguments than the ones this version declares.
+    #[error(transparent)]
+    Inequivalent(#[from] topology::InequivalentQueue),
 }
 
 /// An open connection with its consuming channel and its confirm-mode publishing channel.
@@ -183,6 +186,7 @@ impl Broker {
                 dead_letter_queue: settings.dead_letter_queue.clone(),
                 input_queue: settings.queue.clone(),
                 queue_type: settings.queue_type,
+                redelivery_limit: settings.redelivery_limit,
                 declare: settings.declare,
             }),
             retry_channels: std::sync::Mutex::new(Vec::new()),
@@ -220,20 +224,35 @@ impl Broker {
                 .await
                 .map_err(op(format!("declare exchange `{}`", settings.exchange)))?;
         }
-        for queue in [&settings.queue, &settings.dead_letter_queue] {
+        let queues = [
+            (
+                &settings.queue,
+                topology::input_queue_arguments(settings.into()),
+            ),
+            (
+                &settings.dead_letter_queue,
+                topology::dead_letter_queue_arguments(settings.into()),
+            ),
+        ];
+        for (queue, arguments) in queues {
             let arguments = if passive {
                 FieldTable::default()
             } else {
-                topology::queue_arguments(settings.queue_type)
+                arguments
             };
             channel
                 .queue_declare(queue.as_str().into(), queue_options, arguments)
                 .await
-                .map_err(op(if passive {
-                    format!("queue `{queue}` (amqp.declare = false expects it to exist)")
-                } else {
-                    format!("declare queue `{queue}`")
-                }))?;
+                .map_err(
+                    |e| match topology::InequivalentQueue::from_error(queue, &e) {
+                        Some(inequivalent) => inequivalent.into(),
+                        None => op(if passive {
+                            format!("queue `{queue}` (amqp.declare = false expects it to exist)")
+                        } else {
+                            format!("declare queue `{queue}`")
+                        })(e),
+                    },
+                )?;
         }
         if settings.declare {
             channel
@@ -267,17 +286,7 @@ impl Broker {
             ..QueueDeclareOptions::default()
         };
         for webhook in webhooks {
-            let retry = topology::retry_queue(&settings.queue, &webhook.name);
-            let mut queues = vec![(
-                retry.clone(),
-                topology::queue_arguments(settings.queue_type),
-            )];
-            for tier in topology::tiers(&webhook.delivery) {
-                queues.push((
-                    topology::wait_queue(&settings.queue, &webhook.name, tier),
-                    topology::wait_queue_arguments(settings.queue_type, tier, &retry),
-                ));
-            }
+            let queues = topology::retry_path(&settings.queue, webhook, settings.into());
             for (queue, arguments) in queues {
                 let arguments = if passive {
                     FieldTable::default()
@@ -287,10 +296,15 @@ impl Broker {
                 self.consume_channel
                     .queue_declare(queue.as_str().into(), options, arguments)
                     .await
-                    .map_err(|e| AmqpError::Operation {
-                        operation: format!("declare retry queue `{queue}`"),
-                        message: self.redactor.scrub(&e.to_string()),
-                    })?;
+                    .map_err(
+                        |e| match topology::InequivalentQueue::from_error(&queue, &e) {
+                            Some(inequivalent) => inequivalent.into(),
+                            None => AmqpError::Operation {
+                                operation: format!("declare retry queue `{queue}`"),
+                                message: self.redactor.scrub(&e.to_string()),
+                            },
+                        },
+                    )?;
             }
         }
         Ok(())
@@ -622,7 +636,19 @@ struct StoreTopology {
     dead_letter_queue: String,
     input_queue: String,
     queue_type: QueueType,
+    redelivery_limit: u32,
     declare: bool,
+}
+
+impl StoreTopology {
+    /// What the arguments of the queues it may declare again depend on.
+    fn queue_settings(&self) -> topology::QueueSettings<'_> {
+        topology::QueueSettings {
+            queue_type: self.queue_type,
+            redelivery_limit: self.redelivery_limit,
+            dead_letter_queue: &self.dead_letter_queue,
+        }
+    }
 }
 
 /// What every [`Inbound`] of one connection needs to settle itself.
@@ -693,7 +719,7 @@ impl SettleHandle {
     /// Declares the dead-letter queue again, after a publish to it came back unroutable.
     /// `Ok(false)` when `amqp.declare = false` forbids it.
     pub async fn restore_dead_letter_queue(&self) -> Result<bool, AmqpError> {
-        let arguments = topology::queue_arguments(self.topology.queue_type);
+        let arguments = topology::dead_letter_queue_arguments(self.topology.queue_settings());
         self.restore(&self.topology.dead_letter_queue, arguments)
             .await
     }
@@ -708,7 +734,8 @@ impl SettleHandle {
         let input = &self.topology.input_queue;
         let tier = topology::tier_for(&webhook.delivery, delay);
         let retry = topology::retry_queue(input, &webhook.name);
-        let arguments = topology::wait_queue_arguments(self.topology.queue_type, tier, &retry);
+        let arguments =
+            topology::wait_queue_arguments(self.topology.queue_settings(), tier, &retry);
         self.restore(&topology::wait_queue(input, &webhook.name, tier), arguments)
             .await
     }

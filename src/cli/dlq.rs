@@ -200,16 +200,18 @@ async fn list(broker: &Broker, config: &Config, args: &ListArgs, json: bool) -> 
     ]);
     for entry in &shown {
         let l = line(entry);
+        // The cells come from the message: never let them reach the terminal raw.
+        let safe = |text: Option<&str>| terminal_safe(text.unwrap_or("-"), false);
         table.row([
             l.position.to_string(),
-            l.failed_at.unwrap_or("-").to_string(),
-            l.webhook.unwrap_or("-").to_string(),
-            l.reason.unwrap_or("-").to_string(),
+            safe(l.failed_at),
+            safe(l.webhook),
+            safe(l.reason),
             l.attempts.map_or("-".into(), |a| a.to_string()),
             l.last_status.map_or("-".into(), |s| s.to_string()),
-            l.event_id.unwrap_or("-").to_string(),
-            l.event_type.unwrap_or("-").to_string(),
-            truncate(l.error.unwrap_or(""), 60),
+            safe(l.event_id),
+            safe(l.event_type),
+            truncate(&terminal_safe(l.error.unwrap_or(""), false), 60),
         ]);
     }
     let style = Style::detect();
@@ -274,16 +276,24 @@ async fn show(broker: &Broker, config: &Config, args: &ShowArgs, json: bool) -> 
         "{}",
         style.bold(&format!("dead letter #{}", entry.position))
     );
+    // Everything below comes from the message: a hostile publisher or endpoint wrote it.
     if let Some(id) = entry.message.message_id() {
-        println!("  message_id: {id}");
+        println!("  message_id: {}", terminal_safe(id, false));
     }
     for (name, value) in &headers {
-        println!("  {name}: {value}");
+        println!(
+            "  {}: {}",
+            terminal_safe(name, false),
+            terminal_safe(value, false)
+        );
     }
     println!("{}", style.bold("body"));
     match serde_json::to_string_pretty(&body) {
-        Ok(pretty) => println!("{pretty}"),
-        Err(_) => println!("{}", String::from_utf8_lossy(entry.body())),
+        Ok(pretty) => println!("{}", terminal_safe(&pretty, true)),
+        Err(_) => println!(
+            "{}",
+            terminal_safe(&String::from_utf8_lossy(entry.body()), true)
+        ),
     }
     super::EXIT_OK
 }
@@ -560,5 +570,107 @@ async fn purge(broker: &Broker, config: &Config, args: &PurgeArgs, json: bool) -
         super::EXIT_OK
     } else {
         super::EXIT_FAILED
+    }
+}
+
+/// `text` made safe to print on a terminal: every character that is not printable is written
+/// as an escape, so a dead letter cannot move the cursor, clear the screen, set the title,
+/// rewrite the line (`\r`) or reorder text (bidirectional overrides).
+///
+/// Escaped: C0 controls (`\x1b`, `\r`, `\t`, …; `\n` too unless `keep_newlines`), DEL
+/// (`\x7f`), C1 controls (`\u{9b}`, the one-byte CSI, …), and the invisible format and
+/// separator characters (`\u{202e}`, `\u{200b}`, `\u{2028}`, `\u{feff}`, …). Everything else,
+/// other scripts and emoji included, is kept; backslashes are kept as they are, so the escapes
+/// are for reading, not for parsing back.
+fn terminal_safe(text: &str, keep_newlines: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let code = u32::from(c);
+        match c {
+            '\n' if keep_newlines => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            _ if code < 0x20 || code == 0x7f => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\x{code:02x}");
+            }
+            _ if (0x80..0xa0).contains(&code) || is_invisible_format(c) => {
+                let _ = write!(out, "\\u{{{code:x}}}");
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unicode format characters and separators a terminal draws as nothing (or acts on):
+/// bidirectional marks, embeddings, overrides and isolates, the zero-width space, the line
+/// and paragraph separators, the byte-order mark and the interlinear annotation marks. The
+/// zero-width joiners (U+200C, U+200D) stay: emoji and other scripts are built with them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'
+            | '\u{200e}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            terminal_safe("a\x1b[2Jb\rc\td\u{7}e\u{0}\u{7f}", false),
+            r"a\x1b[2Jb\rc\td\x07e\x00\x7f"
+        );
+        assert_eq!(terminal_safe("x\ny", false), r"x\ny");
+        assert_eq!(terminal_safe("x\ny", true), "x\ny");
+        // C1 controls, among them the one-character CSI and OSC.
+        assert_eq!(
+            terminal_safe("\u{9b}31m\u{9d}0;title\u{9c}\u{85}", true),
+            r"\u{9b}31m\u{9d}0;title\u{9c}\u{85}"
+        );
+        // Invisible reordering and separators.
+        assert_eq!(
+            terminal_safe("ab\u{202e}cd\u{2066}\u{200b}\u{2028}\u{feff}", true),
+            r"ab\u{202e}cd\u{2066}\u{200b}\u{2028}\u{feff}"
+        );
+    }
+
+    #[test]
+    fn printable_text_is_kept() {
+        for text in [
+            "plain ascii ~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./",
+            "ünïcödé 日本語 עברית 🚀👩‍💻 \u{a0}nbsp",
+            r"C:\path\x1b is text",
+        ] {
+            assert_eq!(terminal_safe(text, false), text);
+        }
+    }
+
+    #[test]
+    fn nothing_below_space_survives() {
+        for code in (0u32..0x20).chain([0x7f]).chain(0x80..0xa0) {
+            let c = char::from_u32(code).unwrap();
+            let out = terminal_safe(&format!("a{c}b"), false);
+            assert!(
+                out.chars().all(|c| u32::from(c) >= 0x20
+                    && u32::from(c) != 0x7f
+                    && !(0x80..0xa0).contains(&u32::from(c))),
+                "{code:#x}: {out:?}"
+            );
+        }
     }
 }

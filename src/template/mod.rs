@@ -28,12 +28,22 @@
 //! `"said \"{{ x }}\""` the value is escaped twice.
 //! A value at depth `d` is escaped `d` times; at depth 0 (outside any string) it is escaped
 //! once, which leaves numbers and booleans as they are. Only the template's literal text
-//! counts: quotes that come out of `{{ }}` tags do not, and the text is read in source order
-//! across `{{#if}}…{{else}}…{{/if}}` branches, so keep each branch's quotes balanced.
+//! counts: quotes that come out of `{{ }}` tags do not.
 //!
-//! `{{{ }}}` and `{{& }}` output the value raw, unescaped at any depth: they are dangerous with
-//! event data and meant for values you control. Partials (`{{> }}`, `{{#*inline}}`) are not
-//! analysed: values inside them are escaped once.
+//! Because the depth is read from the text as written, [`Template::compile`] refuses whatever
+//! would make the text say something else than it shows (each with its line and column):
+//! - `\u0022` and `\u005c` (JSON escapes of `"` and `\`): write `\"` and `\\`;
+//! - backslashes right before a tag that are not whole escapes at its depth (so they would
+//!   escape the tag's first character), and an unfinished `\uXX` right before a tag;
+//! - `{{{ }}}` and `{{& }}` inside a JSON string (outside strings they write the value raw,
+//!   which is meant for values you control; use `json` for event data);
+//! - a block (`{{#if}}`, `{{#each}}`, `{{#with}}`, `{{#unless}}`) with a branch that does not
+//!   end at the depth it started at: keep each branch's quotes balanced;
+//! - partials (`{{> }}`, `{{#> }}`), inline partials (`{{#*inline}}`) and decorators.
+//!
+//! Comments (quotes in them count for nothing), whitespace control (`{{~ }}`), standalone
+//! tags and raw blocks (`{{{{raw}}}}…{{{{/raw}}}}`, read as the literal text they write) are
+//! fine.
 //!
 //! # Values
 //! A string renders as its text, a number as JSON prints it (`1764064800.123456`, `3600`), a
@@ -130,7 +140,8 @@ impl Template {
     ///
     /// # Errors
     /// A [`CompileError`] when the source is not valid Handlebars, a block is not closed by
-    /// its own name, or a helper is not one of the known ones.
+    /// its own name, a helper is not one of the known ones, or the source holds something the
+    /// depth analysis cannot follow (see [Escaping](self#escaping)).
     pub fn compile(source: &str, options: TemplateOptions) -> Result<Template, CompileError> {
         let mut parsed = handlebars::Template::compile_with_name(source, BODY.to_owned())
             .map_err(compile_error)?;
@@ -182,7 +193,7 @@ impl Template {
     /// as `{{#each data.approvals}}`), through subexpressions. `@root.x` is listed as `x`.
     /// Left out, because they are not paths from the event's root: `this`, `@index` and other
     /// `@` variables, `../` paths, and paths inside an `#each` or `#with` body (they are
-    /// relative to the current item). Partials and inline partials are not read.
+    /// relative to the current item).
     pub fn expressions(&self) -> Vec<Vec<String>> {
         self.analysis.paths.clone()
     }

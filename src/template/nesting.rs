@@ -1,6 +1,27 @@
 //! Compile-time analysis of a parsed template: the JSON string depth of every `{{ }}`, the
 //! rewrite that makes nested values escaped once per level, the helper-name check, and the
 //! variable paths the template reads.
+//!
+//! The depth is read from the literal text alone, so the analysis refuses every construct
+//! whose effect on that text it cannot follow (each is a [`Problem`] with the position of the
+//! construct):
+//! - a JSON unicode escape of `"` or `\` (`\u0022`, `\u005c`, any case) in the text: it
+//!   opens or closes a string one level down without looking like a quote;
+//! - backslashes right before a tag that are not whole escapes at the tag's depth (a multiple
+//!   of 2^depth; none outside strings), and an unfinished `\u` escape right before a tag:
+//!   they would combine with the first characters the tag writes;
+//! - `{{{ }}}` and `{{& }}` inside a JSON string: the value is written unescaped and could end
+//!   the string;
+//! - a block (`{{#if}}`, `{{#each}}`, …) one of whose branches does not end at the depth it
+//!   started at: which branch renders is only known at render time;
+//! - partials (`{{> }}`, `{{#> }}`), inline partials (`{{#*inline}}`) and other decorators:
+//!   their text is rendered somewhere else than where it is written.
+//!
+//! Comments are never rendered, so quotes inside them count for nothing and backslashes
+//! before and after one join up. Whitespace control (`{{~ }}`) and the removal of whitespace
+//! around standalone tags are applied by the parser, so the analysis reads the text exactly
+//! as it will be written. Raw blocks (`{{{{raw}}}}…{{{{/raw}}}}`) are literal text, read as
+//! such.
 
 use std::collections::HashMap;
 
@@ -97,40 +118,98 @@ impl QuoteLexer {
 
 /// Analyses `template` and rewrites its output expressions in place so that a value at depth
 /// `d ≥ 2` (and a helper call at depth `d ≥ 1`) becomes `{{__nest d-1 value}}`.
+///
+/// # Errors
+/// A [`Problem`] for every construct the depth analysis cannot follow (see the module docs)
+/// and for an unknown helper.
 pub(super) fn analyse(template: &mut Parsed) -> Result<Analysis, Problem> {
     let mut walker = Walker::default();
-    walker.template(template, 0)?;
+    walker.template(template, 0, None)?;
     Ok(walker.analysis)
+}
+
+/// The first JSON unicode escape of `"` or `\` in `text` (`\u0022`, `\u005c`, any case of the
+/// hex digits), with its byte offset.
+fn find_quote_escape(text: &str) -> Option<(usize, &str)> {
+    text.match_indices("\\u").find_map(|(i, _)| {
+        let escape = text.get(i..i + 6)?;
+        let hex = escape[2..].to_ascii_lowercase();
+        (hex == "0022" || hex == "005c").then_some((i, escape))
+    })
+}
+
+/// The position after `text`, starting at 1-based `line` and `column`.
+fn advance(mut line: usize, mut column: usize, text: &str) -> (usize, usize) {
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (line, column)
 }
 
 #[derive(Default)]
 struct Walker {
     lexer: QuoteLexer,
     analysis: Analysis,
+    /// The end of the literal text written since the last tag (comments write nothing, so
+    /// text on both sides of one joins up): enough to see an escape split by a comment and
+    /// what stands right before the next tag.
+    tail: String,
 }
+
+/// At most this many bytes of [`Walker::tail`] are kept between two pieces of text: longer
+/// than `\u0022` and than an unfinished `\uXXX`.
+const TAIL_KEPT: usize = 8;
+
+/// What the problems say to do instead of a construct the analysis cannot follow.
+const WRITE_IN_PLACE: &str = "write the text in place";
 
 impl Walker {
     /// Walks the elements of one (sub)template. `scope` counts the enclosing `#each`/`#with`.
-    fn template(&mut self, template: &mut Parsed, scope: usize) -> Result<(), Problem> {
+    /// `block` is the enclosing block's position (`None` for the whole template): a branch of
+    /// a block ends at a tag (`{{else}}`, `{{/if}}`), reported there; the whole template ends
+    /// at no tag.
+    fn template(
+        &mut self,
+        template: &mut Parsed,
+        scope: usize,
+        block: Option<(Option<usize>, Option<usize>)>,
+    ) -> Result<(), Problem> {
+        let end = block.unwrap_or((None, None));
         let mapping = &template.mapping;
         for (idx, element) in template.elements.iter_mut().enumerate() {
-            let (line, column) = mapping
-                .get(idx)
-                .map_or((None, None), |m| (Some(m.0), Some(m.1)));
+            // Elements handlebars made up (the `if` of `{{else if}}`) have no position of their
+            // own: report the enclosing block's.
+            let (line, column) = mapping.get(idx).map_or(end, |m| (Some(m.0), Some(m.1)));
             let at = |message: String| Problem {
                 line,
                 column,
                 message,
             };
             match element {
-                TemplateElement::RawString(text) => self.lexer.feed(text),
+                TemplateElement::RawString(text) => {
+                    self.text(text, line, column)?;
+                    self.lexer.feed(text);
+                }
                 TemplateElement::Comment(_) => {}
                 TemplateElement::Expression(ht) | TemplateElement::HtmlExpression(ht) => {
                     check_helpers(ht).map_err(at)?;
+                    self.before_tag().map_err(at)?;
                     self.collect_helper_template(ht, scope);
                     let depth = self.lexer.depth();
                     self.lexer.interrupt();
                     let is_raw = matches!(element, TemplateElement::HtmlExpression(_));
+                    if is_raw && depth > 0 {
+                        return Err(at(format!(
+                            "`{{{{{{ }}}}}}` (or `{{{{& }}}}`) inside a JSON string (depth {depth}) \
+                             writes the value unescaped, so a quote in it would end the string; \
+                             use `{{{{ }}}}`"
+                        )));
+                    }
                     self.analysis.mustaches.push(Mustache {
                         line: line.unwrap_or(0),
                         column: column.unwrap_or(0),
@@ -143,23 +222,145 @@ impl Walker {
                 }
                 TemplateElement::HelperBlock(ht) => {
                     check_helpers(ht).map_err(at)?;
+                    self.before_tag().map_err(at)?;
                     self.collect_helper_template(ht, scope);
                     self.lexer.interrupt();
-                    let inner_scope = match ht.name.as_name() {
-                        Some(name) if SCOPING_HELPERS.contains(&name) => scope + 1,
-                        _ => scope,
+                    let name = ht.name.as_name().unwrap_or("block").to_owned();
+                    let inner_scope = if SCOPING_HELPERS.contains(&name.as_str()) {
+                        scope + 1
+                    } else {
+                        scope
                     };
-                    if let Some(body) = ht.template.as_mut() {
-                        self.template(body, inner_scope)?;
-                    }
-                    if let Some(inverse) = ht.inverse.as_mut() {
-                        self.template(inverse, scope)?;
+                    // `raw` writes its body exactly once: it need not balance.
+                    let must_balance = name != "raw";
+                    let start = self.lexer.depth();
+                    let branches = [(ht.template.as_mut(), inner_scope, "body")]
+                        .into_iter()
+                        .chain([(ht.inverse.as_mut(), scope, "`{{else}}` branch")]);
+                    for (branch, branch_scope, what) in branches {
+                        let Some(branch) = branch else { continue };
+                        self.template(branch, branch_scope, Some((line, column)))?;
+                        let ended = self.lexer.depth();
+                        if must_balance && ended != start {
+                            return Err(at(format!(
+                                "the quotes inside `{{{{#{name}}}}}` do not balance: the block \
+                                 starts at JSON string depth {start} and its {what} ends at depth \
+                                 {ended}; every branch of a block must end at the depth it \
+                                 started at"
+                            )));
+                        }
                     }
                     self.lexer.interrupt();
                 }
-                // Partials, inline partials and decorators are left alone: their text is not
-                // rendered where it is written, so it is neither lexed nor rewritten.
-                _ => self.lexer.interrupt(),
+                TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+                    return Err(at(format!(
+                        "partials (`{{{{> name}}}}`, `{{{{#> name}}}}`) are not supported: their \
+                         text is written somewhere else than where it stands, so its JSON \
+                         string depth cannot be known; {WRITE_IN_PLACE}"
+                    )));
+                }
+                TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
+                    return Err(at(format!(
+                        "inline partials (`{{{{#*inline}}}}`) and decorators are not supported: \
+                         their text is written somewhere else than where it stands, so its JSON \
+                         string depth cannot be known; {WRITE_IN_PLACE}"
+                    )));
+                }
+                // A construct of a later handlebars version: refused until it is understood.
+                _ => {
+                    return Err(at(
+                        "this kind of tag is not supported: its effect on the JSON string depth \
+                         is unknown"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        if block.is_none() {
+            return Ok(());
+        }
+        self.before_tag().map_err(|message| Problem {
+            line: end.0,
+            column: end.1,
+            message,
+        })
+    }
+
+    /// Checks one piece of literal text (at `line`, `column`) for a unicode escape of `"` or
+    /// `\`, also one split from earlier text by a comment.
+    fn text(
+        &mut self,
+        text: &str,
+        line: Option<usize>,
+        column: Option<usize>,
+    ) -> Result<(), Problem> {
+        let earlier = self.tail.len();
+        self.tail.push_str(text);
+        if let Some((offset, escape)) = find_quote_escape(&self.tail) {
+            let (line, column) = match (line, column) {
+                // handlebars places a piece of text at its first character that is not
+                // whitespace.
+                (Some(line), Some(column)) if offset >= earlier => {
+                    let offset = offset - earlier;
+                    let lead = text.len() - text.trim_start().len();
+                    let (l, c) = advance(line, column, text.get(lead..offset).unwrap_or(""));
+                    (Some(l), Some(c))
+                }
+                other => other,
+            };
+            let meaning = if escape.ends_with("22") { "\"" } else { "\\" };
+            return Err(Problem {
+                line,
+                column,
+                message: format!(
+                    "`{escape}` is a JSON escape of `{meaning}`: the depth of nested JSON \
+                     strings is read from the quotes and backslashes as written, so write \
+                     `\\{meaning}` (escaped once more per nesting level) instead"
+                ),
+            });
+        }
+        let mut keep = self.tail.len().saturating_sub(TAIL_KEPT);
+        while !self.tail.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        self.tail.drain(..keep);
+        Ok(())
+    }
+
+    /// Checks the text right before a tag (an expression, a block's opening or closing tag):
+    /// its trailing backslashes must be whole escapes at the current depth and it must not end
+    /// in an unfinished `\u` escape. Then starts over after the tag.
+    fn before_tag(&mut self) -> Result<(), String> {
+        let tail = std::mem::take(&mut self.tail);
+        let depth = self.lexer.depth();
+        let backslashes = tail.bytes().rev().take_while(|b| *b == b'\\').count();
+        if backslashes > 0 && depth == 0 {
+            return Err(format!(
+                "{backslashes} backslash(es) right before `{{{{` outside any JSON string: they \
+                 would escape the first character the tag writes"
+            ));
+        }
+        // At depth d one backslash is written as 2^d backslashes in the template.
+        let unit = u32::try_from(depth)
+            .ok()
+            .and_then(|d| 1usize.checked_shl(d));
+        if backslashes > 0 && unit.is_none_or(|unit| backslashes % unit != 0) {
+            let unit = unit.map_or_else(|| format!("2^{depth}"), |unit| unit.to_string());
+            return Err(format!(
+                "{backslashes} backslash(es) right before `{{{{` inside a JSON string of depth \
+                 {depth}: they would escape the first character the tag writes; a backslash \
+                 there is written as {unit} backslashes"
+            ));
+        }
+        if let Some(i) = tail.rfind('\\') {
+            let after = &tail[i + 1..];
+            if let Some(hex) = after.strip_prefix('u') {
+                if hex.len() < 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "an unfinished `\\{after}` escape right before `{{{{`: the tag's output \
+                         would complete it; write the whole escape (`\\uXXXX`) in the text"
+                    ));
+                }
             }
         }
         Ok(())

@@ -249,11 +249,238 @@ fn whitespace_control_and_escaped_mustaches_still_work() {
 }
 
 #[test]
-fn triple_stash_is_raw_at_any_depth() {
+fn triple_stash_is_raw_outside_strings_and_refused_inside_them() {
+    let event = json!({"v": "a\"b", "n": 5});
+    let t = compile(r#"{"n": {{{ n }}}, "m": {{& n }}}"#, LENIENT);
+    assert!(t.analysis.mustaches.iter().all(|m| m.raw && m.depth == 0));
+    assert_eq!(t.render(&event).unwrap(), r#"{"n": 5, "m": 5}"#);
+    assert_eq!(render("[{{{ v }}}]", &event), "[a\"b]");
+    for (source, column) in [
+        (r#""{{{ v }}}""#, 2),
+        (r#""{{& v }}""#, 2),
+        (r#"{"k": "{\"j\": \"{{{ v }}}\"}"}"#, 18),
+    ] {
+        let err = Template::compile(source, LENIENT).unwrap_err().0;
+        assert!(
+            err.starts_with(&format!(
+                "line 1, column {column}: `{{{{{{ }}}}}}` (or `{{{{& }}}}`) inside a JSON string"
+            )),
+            "{source}: {err}"
+        );
+        assert!(err.contains("unescaped"), "{err}");
+    }
+}
+
+/// The error of compiling `source`, which must fail.
+fn refused(source: &str) -> String {
+    match Template::compile(source, LENIENT) {
+        Ok(_) => panic!("compiled, but should be refused: {source}"),
+        Err(e) => {
+            assert!(!e.0.contains('\n'), "{e}");
+            e.0
+        }
+    }
+}
+
+#[test]
+fn json_unicode_escapes_of_quote_and_backslash_are_refused() {
+    for (source, at, escape) in [
+        (
+            r#"{"m": "{\u0022k\u0022: 1}"}"#,
+            "line 1, column 9: ",
+            r"\u0022",
+        ),
+        (r#"{"m": "a\u005cb"}"#, "line 1, column 9: ", r"\u005c"),
+        (r#"{"m": "a\u005Cb"}"#, "line 1, column 9: ", r"\u005C"),
+        (
+            "{\"m\":\n  \"ok \\\\u0022\"}",
+            "line 2, column 8: ",
+            r"\u0022",
+        ),
+        (r#""{{ v }} \u0022""#, "line 1, column 10: ", r"\u0022"),
+        // Split by a comment, which writes nothing: still one escape.
+        (r#""\u00{{! c }}22""#, "line 1, column 14: ", r"\u0022"),
+    ] {
+        let err = refused(source);
+        assert!(
+            err.starts_with(&format!("{at}`{escape}` is a JSON escape of ")),
+            "{source}: {err}"
+        );
+    }
+    // Other unicode escapes are plain text.
+    let event = json!({"v": "x"});
+    let body = compile(
+        r#"{"m": "\u0041\u00e9 {\"k\": \"{{ v }}\u2028\"}"}"#,
+        JSON_BODY,
+    )
+    .render(&event)
+    .unwrap();
+    let inner = parse(
+        parse(&body)["m"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("Aé "),
+    );
+    assert_eq!(inner["k"], "x\u{2028}");
+}
+
+#[test]
+fn backslashes_before_a_tag_must_be_whole_escapes() {
+    // handlebars drops one backslash of a run right before `{{`: `\\{{` writes `\` + tag.
+    for (source, at) in [
+        (
+            r#""\\{{ v }}""#,
+            "line 1, column 4: 1 backslash(es) right before `{{` inside a JSON string of depth 1",
+        ),
+        (
+            r#""\"\\\{{ v }}\"""#,
+            "line 1, column 7: 2 backslash(es) right before `{{` inside a JSON string of depth 2",
+        ),
+        (
+            r#"\\{{ v }}"#,
+            "line 1, column 3: 1 backslash(es) right before `{{` outside any JSON string",
+        ),
+        (
+            r#""\\{{#if v}}x{{/if}}""#,
+            "line 1, column 4: 1 backslash(es)",
+        ),
+        (
+            r#""{{#if v}}x\\{{/if}}""#,
+            "line 1, column 2: 1 backslash(es)",
+        ),
+        (
+            r#""{{#if v}}x\\{{else}}y{{/if}}""#,
+            "line 1, column 2: 1 backslash(es)",
+        ),
+        (
+            r#""\\{{! c }}{{ v }}""#,
+            "line 1, column 12: 1 backslash(es)",
+        ),
+        // Whitespace control removes the space: the backslash ends up right before the tag.
+        (r#""\ {{~ v }}""#, "line 1, column 4: 1 backslash(es)"),
+    ] {
+        let err = refused(source);
+        assert!(err.starts_with(at), "{source}: {err}");
+        assert!(
+            err.contains("would escape the first character the tag writes"),
+            "{err}"
+        );
+    }
+    // Whole escapes are fine, and the value stays one value.
+    let event = json!({"v": "\"}, \"x\": \""});
+    let body = compile(
+        r#"{"a": "C:\\\{{ v }}", "b": "{\"c\": \"\\\\\{{ v }}\"}"}"#,
+        JSON_BODY,
+    )
+    .render(&event)
+    .unwrap();
+    let outer = parse(&body);
+    assert_eq!(
+        outer["a"],
+        json!(format!("C:\\{}", event["v"].as_str().unwrap()))
+    );
+    let inner = parse(outer["b"].as_str().unwrap());
+    assert_eq!(
+        inner["c"],
+        json!(format!("\\{}", event["v"].as_str().unwrap()))
+    );
+    assert_eq!(depths(r#""\\ {{~ v }}""#), vec![1]);
+    // A backslash at the very end stands before no tag.
+    assert_eq!(render(r"{{ v }} \", &json!({"v": 1})), r"1 \");
+}
+
+#[test]
+fn an_unfinished_unicode_escape_before_a_tag_is_refused() {
+    for source in [
+        r#""\u00{{ v }}""#,
+        r#""\u{{ v }}""#,
+        r#""\u002{{#if v}}2{{/if}}""#,
+    ] {
+        let err = refused(source);
+        assert!(err.contains("an unfinished `\\u"), "{source}: {err}");
+    }
+    assert_eq!(depths(r#""\u0041{{ v }}""#), vec![1]);
+}
+
+#[test]
+fn partials_inline_partials_and_decorators_are_refused() {
+    for (source, at, what) in [
+        ("{{> p }}", "line 1, column 1: ", "partials"),
+        ("x\n {{#> p }}\"{{/p}}", "line 2, column 2: ", "partials"),
+        (
+            r#"{{#*inline "p"}}"{{/inline}}"{{> p }}{{ v }}""#,
+            "line 1, column 1: ",
+            "inline partials",
+        ),
+        ("{{* d }}", "line 1, column 1: ", "inline partials"),
+    ] {
+        let err = refused(source);
+        assert!(err.starts_with(&format!("{at}{what}")), "{source}: {err}");
+        assert!(err.contains("write the text in place"), "{err}");
+    }
+}
+
+#[test]
+fn every_branch_of_a_block_must_end_at_the_depth_it_started_at() {
+    for (source, at, message) in [
+        (
+            r#""\"{{#if x}}\"{{/if}}{{ v }}\"""#,
+            "line 1, column 4: ",
+            "the quotes inside `{{#if}}` do not balance: the block starts at JSON string depth 2 and its body ends at depth 1",
+        ),
+        (
+            r#""{{#if x}}{{else}}\"{{/if}}{{ v }}""#,
+            "line 1, column 2: ",
+            "its `{{else}}` branch ends at depth 2",
+        ),
+        (
+            r#"[{{#each a}}"{{ this }}{{/each}}]"#,
+            "line 1, column 2: ",
+            "`{{#each}}` do not balance",
+        ),
+        (
+            r#"{{#if x}}{{else if y}}"{{/if}}"#,
+            "line 1, column ",
+            "do not balance",
+        ),
+    ] {
+        let err = refused(source);
+        assert!(
+            err.starts_with(at) && err.contains(message),
+            "{source}: {err}"
+        );
+    }
+    // Balanced branches, blocks inside strings, and standalone block lines are fine.
+    let event = json!({"x": true, "a": ["p\"q", "r"]});
+    assert_eq!(
+        render(
+            r#"{{#if x}}"yes"{{else}}"no"{{/if}} "{{#if x}}a\"b\"{{/if}}""#,
+            &event
+        ),
+        r#""yes" "a\"b\"""#
+    );
+    let t = compile(
+        "{\"l\": [\n{{#each a}}\n  \"{{ this }}\"{{#unless @last}},{{/unless}}\n{{/each}}\n]}",
+        JSON_BODY,
+    );
+    assert_eq!(parse(&t.render(&event).unwrap())["l"], json!(["p\"q", "r"]));
+}
+
+#[test]
+fn comments_and_raw_blocks_are_read_as_what_they_write() {
+    // Quotes in comments count for nothing; a comment between a backslash and a quote writes
+    // nothing, so the two join up (`\"`, a quote one level down).
+    assert_eq!(
+        depths(r#""{{! " }}{{!-- "\" }} --}}{{ a }}\\{{! c }}"{{ b }}\"""#),
+        vec![1, 2]
+    );
+    // A raw block writes its text literally, tags included; its quotes count.
     let event = json!({"v": "a\"b"});
-    let t = compile(r#""{\"k\": \"{{{ v }}}{{& v }}\"}""#, LENIENT);
-    assert!(t.analysis.mustaches.iter().all(|m| m.raw && m.depth == 2));
-    assert_eq!(t.render(&event).unwrap(), r#""{\"k\": \"a"ba"b\"}""#);
+    let source = r#""{{{{raw}}}}{{ x }} \"{{{{/raw}}}}{{ v }}\"""#;
+    assert_eq!(depths(source), vec![2]);
+    let body = render(source, &event);
+    let outer: String = serde_json::from_str(&body).unwrap();
+    assert_eq!(outer, r#"{{ x }} "a\"b""#);
 }
 
 #[test]
@@ -526,7 +753,7 @@ fn expressions_lists_root_paths() {
         r#"{{ rfc3339 event_time }} {{json (lookup data.approvals 0)}} {{{ data.id }}}
 {{#each data.access_groups as |g|}}{{ g.integration.name }}{{ this }}{{ @index }}{{ ../event_type }}{{ @root.data.friendly_id }}{{else}}{{ data.none }}{{/each}}
 {{#with data.requester}}{{ email }}{{/with}}{{#if data.access_bundle}}{{ data.access_bundle.name }}{{/if}}
-{{ this.data.grantee.id }} {{ lookup data.custom_fields key=data.grantee.type }}{{> partial }}"#,
+{{ this.data.grantee.id }} {{ lookup data.custom_fields key=data.grantee.type }}"#,
         LENIENT,
     );
     let expected: Vec<Vec<&str>> = vec![
@@ -581,4 +808,103 @@ fn objects_arrays_and_array_names_follow_handlebars() {
         err.0,
         "line 1, column 1: cannot access array/vector with string index, b"
     );
+}
+
+/// Property tests: whatever text an event carries, the seed Logz.io template's body is JSON,
+/// its `message` is JSON too, and each field gives back exactly the text.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces that stress the escaping: quotes, backslashes, every control character, the
+    /// separators, characters outside the BMP, JSON escapes written as text, and text that
+    /// looks like Handlebars.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => any::<char>().prop_map(String::from),
+            3 => prop::sample::select(vec![
+                "\"", "\\", "\\\"", "\\\\", "\"\"", "'", "/", "\u{2028}", "\u{2029}", "\u{7f}",
+                "\u{feff}", "\u{1F680}", "\u{10FFFF}", "\u{1D11E}", "é", "中",
+            ])
+            .prop_map(str::to_owned),
+            2 => (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap().to_string()),
+            2 => prop::sample::select(vec![
+                "{{x}}", "{{{x}}}", "{{> p}}", "{{#if x}}", "{{/if}}", "\\{{x}}", "}}", "{{",
+                "\\u0022", "\\u005c", "\\n", "\", \"type\": \"evil", "\\\", \\\"k\\\": \\\"",
+                "}\", \"x\": {\"",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn hostile() -> impl Strategy<Value = String> {
+        prop::collection::vec(piece(), 0..24).prop_map(|pieces| pieces.concat())
+    }
+
+    /// The string fields of the sample event that the seed template writes.
+    const FIELDS: [&[&str]; 6] = [
+        &["data", "justification"],
+        &["data", "requester", "name"],
+        &["data", "requester", "email"],
+        &["data", "access_flow", "name"],
+        &["data", "friendly_id"],
+        &["event_type"],
+    ];
+    /// Where each of [`FIELDS`] lands in the inner document.
+    const INNER: [&str; 6] = [
+        "justification",
+        "requester_name",
+        "requester_email",
+        "access_flow_name",
+        "friendly_id",
+        "event_type",
+    ];
+
+    fn set(event: &mut Value, path: &[&str], text: &str) {
+        let mut at = event;
+        for segment in path {
+            at = &mut at[*segment];
+        }
+        *at = Value::String(text.to_owned());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn seed_template_round_trips_any_text(texts in prop::array::uniform6(hostile())) {
+            let template = compile(SEED, JSON_BODY);
+            let mut event = sample();
+            for (path, text) in FIELDS.iter().zip(&texts) {
+                set(&mut event, path, text);
+            }
+            let body = template.render(&event).map_err(|e| TestCaseError::fail(e.0))?;
+            let outer: Value = serde_json::from_str(&body)
+                .map_err(|e| TestCaseError::fail(format!("body is not JSON ({e}): {body}")))?;
+            let outer = outer.as_object().expect("an object");
+            prop_assert_eq!(outer.len(), 2);
+            prop_assert_eq!(&outer["type"], "Apono");
+            let message = outer["message"].as_str().expect("message is a string");
+            let inner: Value = serde_json::from_str(message)
+                .map_err(|e| TestCaseError::fail(format!("message is not JSON ({e}): {message}")))?;
+            prop_assert_eq!(inner.as_object().map(|o| o.len()), Some(15));
+            for (key, text) in INNER.iter().zip(&texts) {
+                prop_assert_eq!(&inner[*key], &Value::String(text.clone()), "{}", key);
+            }
+            prop_assert_eq!(&inner["requester_id"], "usr-17");
+        }
+
+        #[test]
+        fn any_text_round_trips_at_depth_three(text in hostile()) {
+            let template = compile(
+                r#"{"a": "{\"b\": \"{\\\"c\\\": \\\"{{ v }}\\\"}\"}"}"#,
+                JSON_BODY,
+            );
+            let body = template.render(&json!({ "v": text })).map_err(|e| TestCaseError::fail(e.0))?;
+            let level1: Value = serde_json::from_str(&body).expect("level 1");
+            let level2: Value = serde_json::from_str(level1["a"].as_str().unwrap()).expect("level 2");
+            let level3: Value = serde_json::from_str(level2["b"].as_str().unwrap()).expect("level 3");
+            prop_assert_eq!(level3, json!({ "c": text }));
+        }
+    }
 }

@@ -18,3 +18,6 @@ mod process;
 mod resilience;
 mod retry;
 mod secrets;
+mod templates;
+mod terminal;
+mod topology;

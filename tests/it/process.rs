@@ -659,7 +659,8 @@ async fn env_override_of_the_queue_reaches_the_binary() {
     let app = app("env-queue").webhook(APPROVALS).build().await;
     let amqp = &app.config.amqp;
     let other = format!("{}.from-env", amqp.queue);
-    // Declared and bound as the worker would, before publishing, so the event reaches it.
+    // Declared (with the input queue's arguments) and bound as the worker would, before
+    // publishing, so the event reaches it.
     let channel = app.admin.channel();
     channel
         .queue_declare(
@@ -668,7 +669,7 @@ async fn env_override_of_the_queue_reaches_the_binary() {
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            webhook_relay::amqp::topology::input_queue_arguments(amqp.into()),
         )
         .await
         .expect("declare the override queue");

@@ -781,26 +781,24 @@ retry_window = "1ms"
 }
 
 /// Every queue of the app and of `webhook`'s retry path is a quorum queue: declaring it again
-/// as one is accepted (the broker refuses a declare whose `x-queue-type` differs).
+/// with the quorum arguments is accepted (the broker refuses a declare whose `x-queue-type`,
+/// or any other argument, differs).
 async fn assert_quorum_queues(app: &TestApp, webhook: &str) {
     let amqp = &app.config.amqp;
-    let quorum = QueueType::Quorum;
-    let retry = topology::retry_queue(&amqp.queue, webhook);
+    assert_eq!(amqp.queue_type, QueueType::Quorum);
+    let settings = topology::QueueSettings::from(amqp);
     let mut queues = vec![
-        (amqp.queue.clone(), topology::queue_arguments(quorum)),
+        (
+            amqp.queue.clone(),
+            topology::input_queue_arguments(settings),
+        ),
         (
             amqp.dead_letter_queue.clone(),
-            topology::queue_arguments(quorum),
+            topology::dead_letter_queue_arguments(settings),
         ),
-        (retry.clone(), topology::queue_arguments(quorum)),
     ];
     let hook = app.config.webhook(webhook).expect("webhook in the config");
-    for tier in topology::tiers(&hook.delivery) {
-        queues.push((
-            topology::wait_queue(&amqp.queue, webhook, tier),
-            topology::wait_queue_arguments(quorum, tier, &retry),
-        ));
-    }
+    queues.extend(topology::retry_path(&amqp.queue, hook, settings));
     for (name, arguments) in queues {
         let declared = app
             .admin
