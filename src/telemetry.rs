@@ -39,9 +39,14 @@ impl Drop for Guard {
 /// `RUST_LOG` is unset, e.g. `"info"`. With [`LogFormat::Auto`], lines are JSON when stdout is
 /// not a terminal (a container, a pipe), human-readable when it is. Every line is scrubbed
 /// with `redactor` as it is at the time of the line.
+///
+/// lapin's own channel-level lines are off by default: every one of those errors also reaches
+/// the worker as a returned error, which it logs once with what it was doing (a queue whose
+/// arguments changed would otherwise print lapin's raw line before the worker's clear one).
+/// `RUST_LOG` overrides this like everything else.
 pub fn init(default_filter: &str, format: LogFormat, redactor: SharedRedactor) -> Guard {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_filter},lapin::channel=off")));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

@@ -274,8 +274,32 @@ impl Broker {
 
     /// Declares the retry path of each webhook: its retry queue and one wait queue per backoff
     /// step (see [`topology`]). With `declare = false` it only checks that they exist.
+    ///
+    /// It works on a channel of its own: a refused declare (a queue that exists with other
+    /// arguments, on a reload) closes that channel only, never the one consuming.
     pub async fn declare_retry_topology(
         &self,
+        settings: &AmqpSettings,
+        webhooks: &[std::sync::Arc<Webhook>],
+    ) -> Result<(), AmqpError> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: "open a channel to declare the retry queues".into(),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
+        let declared = self.declare_retry_path(&channel, settings, webhooks).await;
+        if channel.status().connected() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "done".into())).await;
+        }
+        declared
+    }
+
+    async fn declare_retry_path(
+        &self,
+        channel: &Channel,
         settings: &AmqpSettings,
         webhooks: &[std::sync::Arc<Webhook>],
     ) -> Result<(), AmqpError> {
@@ -293,7 +317,7 @@ impl Broker {
                 } else {
                     arguments
                 };
-                self.consume_channel
+                channel
                     .queue_declare(queue.as_str().into(), options, arguments)
                     .await
                     .map_err(

@@ -290,8 +290,8 @@ impl Deliverer {
                     Verdict::Success => (None, String::new()),
                     _ => (
                         Some(FailureClass::Status(response.status)),
-                        self.redactor
-                            .scrub(&status_error(response.status, &response.body)),
+                        // Scrubbed before it is cut: a secret cut in half is no longer found.
+                        status_error(response.status, &self.redactor.scrub(&response.body)),
                     ),
                 };
                 Attempt {
