@@ -27,25 +27,11 @@
 //! - [`cli`]: command-line interface; `main.rs` only calls [`cli::main`].
 //! - [`telemetry`]: the tracing subscriber.
 
-pub mod amqp;
-pub mod batch;
+pub mod broker;
 pub mod cli;
 pub mod config;
-pub mod dead_letter;
-pub mod delivery;
-pub mod demo;
-pub mod devcert;
-pub mod dlq;
-pub mod event;
-pub mod lint;
-pub mod local_logzio;
-pub mod metrics;
-pub mod outcome;
+pub mod devtools;
+pub mod ops;
+pub mod pipeline;
 pub mod redact;
-pub mod rules;
-pub mod server;
-pub mod settle;
-pub mod telemetry;
-pub mod template;
-pub mod validate;
 pub mod worker;

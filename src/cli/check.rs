@@ -2,8 +2,8 @@
 //! per problem, naming file, webhook and field.
 
 use super::output::{Style, plural, print_json};
+use crate::config::lint::{self, Finding, Severity};
 use crate::config::{self, Env};
-use crate::lint::{self, Finding, Severity};
 use std::path::Path;
 
 #[derive(serde::Serialize)]

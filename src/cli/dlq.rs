@@ -3,11 +3,11 @@
 //! queue, in order, when it disconnects.
 
 use super::output::{Style, Table, print_json, truncate};
-use crate::amqp::Broker;
+use crate::broker::Broker;
+use crate::broker::dlq::{self, Entry, ReplayResult, Replayed, Selection};
 use crate::config::Config;
-use crate::delivery::Deliverer;
-use crate::dlq::{self, Entry, ReplayResult, Replayed, Selection};
-use crate::outcome::Reason;
+use crate::pipeline::delivery::Deliverer;
+use crate::pipeline::outcome::Reason;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -250,9 +250,10 @@ async fn show(broker: &Broker, config: &Config, args: &ShowArgs, json: bool) -> 
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     if let Some(table) = properties.headers() {
         for (name, value) in table.inner() {
-            let text = crate::dead_letter::header_text(table, name.as_str())
+            let text = crate::broker::dead_letter::header_text(table, name.as_str())
                 .or_else(|| {
-                    crate::dead_letter::header_number(table, name.as_str()).map(|n| n.to_string())
+                    crate::broker::dead_letter::header_number(table, name.as_str())
+                        .map(|n| n.to_string())
                 })
                 .unwrap_or_else(|| format!("{value:?}"));
             headers.insert(name.as_str().to_string(), config.redactor.scrub(&text));

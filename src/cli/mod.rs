@@ -49,7 +49,7 @@ pub enum Command {
     /// Run the worker until SIGTERM or SIGINT.
     Run,
     /// Show the whole pipeline working against a built-in local HTTPS listener, then clean up.
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::devtools::demo::DemoArgs),
     /// Validate the whole config without touching the network.
     Check,
     /// The webhooks table: status, method, URL (redacted), triggers, filters, file.
@@ -111,8 +111,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Run => run(&cli.config, redactor).await,
         Command::Demo(args) => {
             redactor.learn(&Redactor::new(redact::url_text_secrets(&args.amqp_url)));
-            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty, redactor);
-            crate::demo::run(args).await
+            let _telemetry = crate::ops::telemetry::init("error", LogFormat::Pretty, redactor);
+            crate::devtools::demo::run(args).await
         }
         Command::Check => check::run(&cli.config, &Env::from_process(), cli.json),
         Command::Schema(args) => schema::run(&args, cli.json),
@@ -121,11 +121,12 @@ async fn dispatch(cli: Cli) -> u8 {
             if let Ok(token) = std::env::var(&args.token_env) {
                 redactor.learn(&Redactor::new([token]));
             }
-            let _telemetry = crate::telemetry::init("info", LogFormat::Auto, redactor);
+            let _telemetry = crate::ops::telemetry::init("info", LogFormat::Auto, redactor);
             ops::fake_logzio(&args).await
         }
         command => {
-            let _telemetry = crate::telemetry::init("error", LogFormat::Pretty, redactor.clone());
+            let _telemetry =
+                crate::ops::telemetry::init("error", LogFormat::Pretty, redactor.clone());
             let config = match load_config(&cli.config) {
                 Ok(config) => config,
                 Err(code) => return code,
@@ -182,7 +183,7 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
         Err(code) => return code,
     };
     redactor.learn(&config.redactor);
-    let _telemetry = crate::telemetry::init("info", config.log_format, redactor.clone());
+    let _telemetry = crate::ops::telemetry::init("info", config.log_format, redactor.clone());
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -193,7 +194,7 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-                Some(tokio::spawn(crate::server::serve(
+                Some(tokio::spawn(crate::ops::server::serve(
                     listener,
                     stats.clone(),
                     shutdown.clone(),

@@ -1,7 +1,7 @@
 //! Commands for running the worker in containers: `healthcheck` (Docker HEALTHCHECK) and
 //! `fake-logzio` (a stand-in listener for docker compose).
 
-use crate::local_logzio::LocalLogzio;
+use crate::devtools::local_logzio::LocalLogzio;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -8,10 +8,10 @@
 
 use super::output::{Style, print_json};
 use super::render::parse_trigger;
-use crate::amqp::Broker;
+use crate::broker::Broker;
 use crate::config::Config;
-use crate::event::{self, Trigger};
-use crate::validate::validate_event;
+use crate::pipeline::event::{self, Trigger};
+use crate::pipeline::validate::validate_event;
 use lapin::BasicProperties;
 use serde_json::Value;
 use std::io::Read;

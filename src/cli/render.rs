@@ -3,9 +3,9 @@
 
 use super::output::{Style, print_json};
 use crate::config::{Config, Webhook};
-use crate::delivery::DeliveryRequest;
-use crate::event::{self, Event, Trigger};
-use crate::rules;
+use crate::pipeline::delivery::DeliveryRequest;
+use crate::pipeline::event::{self, Event, Trigger};
+use crate::pipeline::rules;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

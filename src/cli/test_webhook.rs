@@ -5,8 +5,10 @@
 use super::output::{Style, print_json, truncate};
 use super::render::{event_input, find_webhook, parse_trigger};
 use crate::config::Config;
-use crate::delivery::{Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, Verdict};
-use crate::event::Trigger;
+use crate::pipeline::delivery::{
+    Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, Verdict,
+};
+use crate::pipeline::event::Trigger;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -303,7 +305,7 @@ fn print_invocation(
                         "  {}",
                         style.dim(&format!(
                             "(body truncated to its first {} bytes)",
-                            crate::delivery::RESPONSE_BODY_LIMIT
+                            crate::pipeline::delivery::RESPONSE_BODY_LIMIT
                         ))
                     );
                 }

@@ -9,6 +9,7 @@
 mod duration;
 mod env;
 mod error;
+pub mod lint;
 mod relay;
 mod webhook;
 

@@ -4,9 +4,9 @@
 use super::env::{Env, Interpolated, interpolate};
 use super::error::ConfigProblem;
 use super::relay::{DeliveryOverrides, DeliverySettings, Policy};
-use crate::event::Trigger;
+use crate::pipeline::event::Trigger;
+use crate::pipeline::template::{Template, TemplateOptions};
 use crate::redact::{self, Redactor, Secret};
-use crate::template::{Template, TemplateOptions};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -5,7 +5,7 @@
 //! Work in flight is bounded twice. By count: at most `amqp.prefetch` input messages, and per
 //! webhook at most its own retry prefetch, are unacked at once. By bytes: every body in flight
 //! counts against `amqp.memory_budget`, and each consumer's prefetch starts small and follows
-//! the budget ([`crate::amqp::flow`]), so a backlog of large events cannot outgrow the memory
+//! the budget ([`crate::broker::flow`]), so a backlog of large events cannot outgrow the memory
 //! limit. Deliveries of one event to its webhooks run concurrently, and each webhook has its
 //! own concurrency limit. A delivery still failing after its short in-process retry window is
 //! parked in its webhook's durable retry queue, so a dead endpoint holds no input events.
@@ -18,7 +18,7 @@
 //! start is one clear error and a non-zero exit.
 //!
 //! When dead letters or parked deliveries cannot be stored, the messages keep their outcomes
-//! and retry only the store ([`crate::settle`]); meanwhile every consumer is paused and
+//! and retry only the store ([`crate::broker::settle`]); meanwhile every consumer is paused and
 //! `/readyz` says why, until the store works again.
 //!
 //! With no active webhook every event would be acked and dropped, so the run refuses to
@@ -36,13 +36,13 @@ mod monitor;
 mod pipeline;
 mod retries;
 
-use crate::amqp::flow::Budget;
-use crate::amqp::intake::Intake;
-use crate::amqp::{AmqpError, Broker};
+use crate::broker::flow::Budget;
+use crate::broker::intake::Intake;
+use crate::broker::settle::StoreHealth;
+use crate::broker::{AmqpError, Broker};
 use crate::config::Config;
-use crate::delivery::{Deliverer, DeliveryError};
-use crate::metrics::{self, Metrics, NotReady, Readiness};
-use crate::settle::StoreHealth;
+use crate::ops::metrics::{self, Metrics, NotReady, Readiness};
+use crate::pipeline::delivery::{Deliverer, DeliveryError};
 use backon::BackoffBuilder;
 use pipeline::Pipeline;
 use retries::{RetryConsumers, RetryContext};

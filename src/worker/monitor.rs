@@ -2,9 +2,9 @@
 //! the dead-letter depth and the bytes in flight, logged and set as gauges.
 
 use super::pipeline::Pipeline;
-use crate::amqp::flow::Budget;
-use crate::amqp::{Broker, topology};
-use crate::metrics;
+use crate::broker::flow::Budget;
+use crate::broker::{Broker, topology};
+use crate::ops::metrics;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

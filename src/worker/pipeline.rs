@@ -3,17 +3,17 @@
 //! in flight finish with the old.
 
 use super::Stats;
-use crate::amqp::Inbound;
-use crate::batch::{self, Batchers, Line};
+use crate::broker::Inbound;
+use crate::broker::dead_letter;
+use crate::broker::settle::{self, SettleContext, Settled, StoreHealth, WebhookOutcome};
 use crate::config::{Config, QueueType, Webhook};
-use crate::dead_letter;
-use crate::delivery::{Deliverer, DeliveryRequest};
-use crate::event::{self, Event};
-use crate::metrics::{self, WebhookMetrics};
-use crate::outcome::{Failure, Outcome, Reason};
-use crate::rules;
-use crate::settle::{self, SettleContext, Settled, StoreHealth, WebhookOutcome};
-use crate::template::RenderInput;
+use crate::ops::metrics::{self, WebhookMetrics};
+use crate::pipeline::batch::{self, Batchers, Line};
+use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
+use crate::pipeline::event::{self, Event};
+use crate::pipeline::outcome::{Failure, Outcome, Reason};
+use crate::pipeline::rules;
+use crate::pipeline::template::RenderInput;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -330,7 +330,7 @@ impl Pipeline {
         &self,
         webhook: &Webhook,
         input: &RenderInput,
-        prior: Option<crate::outcome::RetryState>,
+        prior: Option<crate::pipeline::outcome::RetryState>,
     ) -> Rendered {
         let attempts = prior.map_or(0, |p| p.attempts);
         match webhook.template.render_input(input) {
@@ -357,7 +357,7 @@ impl Pipeline {
         webhook: &Arc<Webhook>,
         event: &Event,
         rendered: Rendered,
-        prior: Option<crate::outcome::RetryState>,
+        prior: Option<crate::pipeline::outcome::RetryState>,
         cancel: &CancellationToken,
     ) -> Outcome {
         let span = tracing::info_span!("delivery", webhook = %webhook.name);

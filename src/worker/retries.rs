@@ -4,9 +4,9 @@
 
 use super::Stats;
 use super::pipeline::Pipeline;
-use crate::amqp::Broker;
-use crate::amqp::flow::Budget;
-use crate::amqp::intake::Intake;
+use crate::broker::Broker;
+use crate::broker::flow::Budget;
+use crate::broker::intake::Intake;
 use crate::config::Webhook;
 use std::collections::HashMap;
 use std::sync::Arc;

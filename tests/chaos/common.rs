@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use webhook_relay::amqp::Broker;
-use webhook_relay::event::Trigger;
+use webhook_relay::broker::Broker;
+use webhook_relay::pipeline::event::Trigger;
 
 /// No scenario may take longer than this (each is meant to stay well under a minute).
 const SCENARIO_LIMIT: Duration = Duration::from_secs(90);

@@ -10,8 +10,8 @@ use crate::relay::Relay;
 use crate::support::logzio::{Received, Scripted};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use webhook_relay::dead_letter::{self, DeadLetterInfo};
-use webhook_relay::outcome::Reason;
+use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
+use webhook_relay::pipeline::outcome::Reason;
 
 const ONE_HOOK: &str = r#"
 [[webhook]]
@@ -326,7 +326,7 @@ async fn restart_with_deliveries_on_the_retry_path_carries_their_attempts_over()
         // messages there carry their retry state.
         let mut first_failure_ms: HashMap<(String, String), i64> = HashMap::new();
         for webhook in ["recovers", "fails"] {
-            let queue = webhook_relay::amqp::topology::retry_queue(&app.config.amqp.queue, webhook);
+            let queue = webhook_relay::broker::topology::retry_queue(&app.config.amqp.queue, webhook);
             let seen = peek_all(&app, &queue, N).await;
             assert_eq!(seen.len(), N, "all of `{webhook}` moved to its retry queue");
             for properties in seen {

@@ -5,9 +5,9 @@ use crate::support::logzio::Scripted;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use webhook_relay::dead_letter::DeadLetterInfo;
-use webhook_relay::event::Trigger;
-use webhook_relay::outcome::Reason;
+use webhook_relay::broker::dead_letter::DeadLetterInfo;
+use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(20);
 

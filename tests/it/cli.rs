@@ -8,8 +8,8 @@ use crate::support::logzio::{Scripted, TEST_TOKEN};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use webhook_relay::dead_letter::DeadLetterInfo;
-use webhook_relay::event::Trigger;
+use webhook_relay::broker::dead_letter::DeadLetterInfo;
+use webhook_relay::pipeline::event::Trigger;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -92,7 +92,7 @@ fn event(trigger: Trigger, id: &str) -> Value {
 
 /// The event id the relay gives `event` (no message id): `data.id:event_type:event_time`.
 fn event_id(event: &Value) -> String {
-    webhook_relay::event::decode(event.to_string().as_bytes(), None)
+    webhook_relay::pipeline::event::decode(event.to_string().as_bytes(), None)
         .expect("a valid event")
         .id
         .0

@@ -5,10 +5,10 @@ use crate::support::logzio::Scripted;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use webhook_relay::amqp::Inbound;
-use webhook_relay::dead_letter::{self, DeadLetterInfo};
-use webhook_relay::event::{Trigger, sample};
-use webhook_relay::outcome::Reason;
+use webhook_relay::broker::Inbound;
+use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
+use webhook_relay::pipeline::event::{Trigger, sample};
+use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(20);
 

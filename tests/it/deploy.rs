@@ -29,7 +29,7 @@ fn strings(node: &Yaml) -> Vec<String> {
 /// A CA file so configs that name one in a mounted volume load here.
 fn any_ca_file() -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
-    let cert = webhook_relay::devcert::DevCert::generate().unwrap();
+    let cert = webhook_relay::devtools::devcert::DevCert::generate().unwrap();
     std::fs::write(file.path(), cert.ca_pem()).unwrap();
     file
 }
@@ -38,9 +38,9 @@ fn any_ca_file() -> tempfile::NamedTempFile {
 fn assert_checks(dir: &Path, env: &[(&str, &str)]) {
     let config = config::load(dir, &Env::from_pairs(env.iter().copied()))
         .unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
-    let errors: Vec<String> = webhook_relay::lint::lint(&config)
+    let errors: Vec<String> = webhook_relay::config::lint::lint(&config)
         .into_iter()
-        .filter(|f| f.severity == webhook_relay::lint::Severity::Error)
+        .filter(|f| f.severity == webhook_relay::config::lint::Severity::Error)
         .map(|f| f.to_string())
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use webhook_relay::amqp::{Broker, Inbound};
+use webhook_relay::broker::{Broker, Inbound};
 use webhook_relay::config::{self, Config, Env};
 use webhook_relay::worker::{self, Stats};
 
@@ -293,7 +293,7 @@ impl TestApp {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
-        tokio::spawn(webhook_relay::server::serve(
+        tokio::spawn(webhook_relay::ops::server::serve(
             listener,
             worker.stats.clone(),
             worker.shutdown.clone(),
@@ -397,11 +397,13 @@ impl TestApp {
             .expect("webhook in the test config");
         let queue = &self.config.amqp.queue;
         let mut total = self
-            .ready_count(&webhook_relay::amqp::topology::retry_queue(queue, webhook))
+            .ready_count(&webhook_relay::broker::topology::retry_queue(
+                queue, webhook,
+            ))
             .await;
-        for tier in webhook_relay::amqp::topology::tiers(&hook.delivery) {
+        for tier in webhook_relay::broker::topology::tiers(&hook.delivery) {
             total += self
-                .ready_count(&webhook_relay::amqp::topology::wait_queue(
+                .ready_count(&webhook_relay::broker::topology::wait_queue(
                     queue, webhook, tier,
                 ))
                 .await;
@@ -524,8 +526,11 @@ pub fn shipped_logzio_webhook() -> String {
 }
 
 /// A sample event of `trigger` with its fields adjusted by `edit`.
-pub fn sample_with(trigger: webhook_relay::event::Trigger, edit: impl FnOnce(&mut Value)) -> Value {
-    let mut event = webhook_relay::event::sample(trigger);
+pub fn sample_with(
+    trigger: webhook_relay::pipeline::event::Trigger,
+    edit: impl FnOnce(&mut Value),
+) -> Value {
+    let mut event = webhook_relay::pipeline::event::sample(trigger);
     edit(&mut event);
     event
 }

@@ -12,10 +12,10 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use webhook_relay::amqp::topology;
-use webhook_relay::dead_letter::{self, DeadLetterInfo};
-use webhook_relay::event::Trigger;
-use webhook_relay::outcome::Reason;
+use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
+use webhook_relay::broker::topology;
+use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -80,7 +80,7 @@ fn ids_received(app: &TestApp) -> BTreeMap<String, usize> {
 }
 
 async fn get(url: &str) -> (u16, String) {
-    webhook_relay::delivery::install_crypto_provider();
+    webhook_relay::pipeline::delivery::install_crypto_provider();
     let response = reqwest::get(url).await.expect("GET");
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))
@@ -528,7 +528,7 @@ async fn allow_idle_waits_for_a_webhook_and_a_reload_to_none_is_refused() {
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let readyz = format!("http://{}/readyz", listener.local_addr().unwrap());
-    tokio::spawn(webhook_relay::server::serve(
+    tokio::spawn(webhook_relay::ops::server::serve(
         listener,
         stats.clone(),
         shutdown.clone(),
@@ -628,7 +628,7 @@ async fn forged_retry_headers_are_clamped_and_malformed_ones_start_afresh() {
     };
     // The endpoint fails the forged one: its single attempt is its last.
     app.listener()
-        .push_response(webhook_relay::local_logzio::Scripted::status(503));
+        .push_response(webhook_relay::devtools::local_logzio::Scripted::status(503));
     publish("forged", AMQPValue::LongLongInt(4_294_967_295)).await;
     let letters = app.dead_letters(1, WAIT).await;
     assert_eq!(letters.len(), 1);

@@ -5,7 +5,7 @@ use crate::harness::{app, sample_with};
 use crate::support::logzio::TEST_TOKEN;
 use crate::support::proxy::TcpProxy;
 use std::time::Duration;
-use webhook_relay::event::{Trigger, sample};
+use webhook_relay::pipeline::event::{Trigger, sample};
 
 const WAIT: Duration = Duration::from_secs(20);
 

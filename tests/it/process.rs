@@ -7,10 +7,10 @@ use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use webhook_relay::amqp::Inbound;
-use webhook_relay::dead_letter::DeadLetterInfo;
-use webhook_relay::event::{Trigger, sample};
-use webhook_relay::outcome::Reason;
+use webhook_relay::broker::Inbound;
+use webhook_relay::broker::dead_letter::DeadLetterInfo;
+use webhook_relay::pipeline::event::{Trigger, sample};
+use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -669,7 +669,7 @@ async fn env_override_of_the_queue_reaches_the_binary() {
                 durable: true,
                 ..Default::default()
             },
-            webhook_relay::amqp::topology::input_queue_arguments(amqp.into()),
+            webhook_relay::broker::topology::input_queue_arguments(amqp.into()),
         )
         .await
         .expect("declare the override queue");

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use webhook_relay::event::Trigger;
+use webhook_relay::pipeline::event::Trigger;
 use webhook_relay::worker::{self, Stats};
 
 const WAIT: Duration = Duration::from_secs(10);

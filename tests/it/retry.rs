@@ -12,11 +12,11 @@ use lapin::options::QueueDeclareOptions;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use webhook_relay::amqp::{Inbound, topology};
+use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
+use webhook_relay::broker::{Inbound, topology};
 use webhook_relay::config::QueueType;
-use webhook_relay::dead_letter::{self, DeadLetterInfo};
-use webhook_relay::event::Trigger;
-use webhook_relay::outcome::Reason;
+use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(10);
 

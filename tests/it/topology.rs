@@ -17,10 +17,10 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::time::{Duration, Instant};
-use webhook_relay::amqp::topology::{self, InequivalentQueue, QueueSettings};
-use webhook_relay::amqp::{AmqpError, Broker};
+use webhook_relay::broker::dead_letter::{header_number, header_text};
+use webhook_relay::broker::topology::{self, InequivalentQueue, QueueSettings};
+use webhook_relay::broker::{AmqpError, Broker};
 use webhook_relay::config::QueueType;
-use webhook_relay::dead_letter::{header_number, header_text};
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -1,11 +1,11 @@
 //! The local Logz.io listener for integration tests: a thin layer over
-//! [`webhook_relay::local_logzio`], which holds the logic.
+//! [`webhook_relay::devtools::local_logzio`], which holds the logic.
 
 #![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
-pub use webhook_relay::local_logzio::*;
+pub use webhook_relay::devtools::local_logzio::*;
 
 /// The token the test listener accepts.
 pub const TEST_TOKEN: &str = "test-logzio-token";

@@ -6,12 +6,12 @@
 //! that succeeded, or whose new dead letter is confirmed, removes a dead letter; only a purge
 //! deletes one.
 
-use crate::amqp::{AmqpError, Broker, Inbound};
+use crate::broker::dead_letter::{DeadLetter, DeadLetterInfo};
+use crate::broker::{AmqpError, Broker, Inbound};
 use crate::config::Config;
-use crate::dead_letter::{DeadLetter, DeadLetterInfo};
-use crate::delivery::{Deliverer, DeliveryRequest};
-use crate::event;
-use crate::outcome::{Failure, Outcome, Reason};
+use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
+use crate::pipeline::event;
+use crate::pipeline::outcome::{Failure, Outcome, Reason};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;

@@ -532,10 +532,16 @@ fn for_report(s: &str) -> String {
 }
 
 /// The schema's source; see [`json_schema`].
-const SCHEMA_TEXT: &str = include_str!("../schema/access-request-event.schema.json");
+const SCHEMA_TEXT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schema/access-request-event.schema.json"
+));
 
 /// The reference sample, a `RequestApproved` event; see [`sample`].
-const SAMPLE_TEXT: &str = include_str!("../schema/sample-event.json");
+const SAMPLE_TEXT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schema/sample-event.json"
+));
 
 static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
     serde_json::from_str(SCHEMA_TEXT).expect("schema/access-request-event.schema.json is JSON")

@@ -16,11 +16,11 @@
 //! An ack or requeue that fails because the channel is gone needs nothing more: the broker
 //! redelivers every unacked message of a closed channel.
 
-use crate::amqp::{AmqpError, Inbound, SettleHandle};
+use crate::broker::dead_letter::{self, DeadLetter};
+use crate::broker::{AmqpError, Inbound, SettleHandle};
 use crate::config::Webhook;
-use crate::dead_letter::{self, DeadLetter};
-use crate::event::EventId;
-use crate::outcome::Outcome;
+use crate::pipeline::event::EventId;
+use crate::pipeline::outcome::Outcome;
 use backon::BackoffBuilder;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -20,8 +20,11 @@
 //!
 //! The retry path's queue names and arguments are in [`topology`].
 
+pub mod dead_letter;
+pub mod dlq;
 pub mod flow;
 pub mod intake;
+pub mod settle;
 pub mod topology;
 
 use crate::config::{AmqpSettings, QueueType, Webhook};
@@ -639,7 +642,7 @@ impl Inbound {
     /// How often a quorum queue has delivered this message before (`x-delivery-count`).
     pub fn delivery_count(&self) -> Option<i64> {
         let headers = self.properties.headers().as_ref()?;
-        crate::dead_letter::header_number(headers, "x-delivery-count")
+        crate::broker::dead_letter::header_number(headers, "x-delivery-count")
     }
 
     /// The routing key the event was first published with: kept in `x-relay-routing-key`
@@ -648,7 +651,9 @@ impl Inbound {
         self.properties
             .headers()
             .as_ref()
-            .and_then(|h| crate::dead_letter::header_text(h, crate::dead_letter::ROUTING_KEY))
+            .and_then(|h| {
+                crate::broker::dead_letter::header_text(h, crate::broker::dead_letter::ROUTING_KEY)
+            })
             .unwrap_or_else(|| self.routing_key.clone())
     }
 }

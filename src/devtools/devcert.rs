@@ -1,7 +1,7 @@
 //! Throwaway certificates for loopback HTTPS: a self-signed CA and a server certificate it
 //! signs for `127.0.0.1` and `localhost`.
 //!
-//! Used by [`crate::local_logzio`] (the demo and the tests), so that the relay talks real TLS
+//! Used by [`crate::devtools::local_logzio`] (the demo and the tests), so that the relay talks real TLS
 //! to a local listener and verifies it against an extra root ([`DevCert::ca_pem`]) instead of
 //! switching verification off. Nothing here is persisted: every [`DevCert::generate`] makes new
 //! keys, and the private keys never leave the process.

@@ -4,7 +4,7 @@
 //! timeout, and secrets written into files. Pure: no network.
 
 use crate::config::{Config, Webhook};
-use crate::event::{self, Trigger};
+use crate::pipeline::event::{self, Trigger};
 use std::fmt;
 use std::path::PathBuf;
 

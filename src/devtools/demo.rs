@@ -4,11 +4,11 @@
 //! per trigger, prints each body as the listener received it, shows a failure landing in the
 //! dead-letter queue with its headers, then deletes its queues. Nothing leaves the machine.
 
-use crate::amqp::Broker;
+use crate::broker::Broker;
+use crate::broker::dead_letter::DeadLetterInfo;
 use crate::config::{self, Env};
-use crate::dead_letter::DeadLetterInfo;
-use crate::event::{self, Trigger};
-use crate::local_logzio::{LocalLogzio, Received};
+use crate::devtools::local_logzio::{LocalLogzio, Received};
+use crate::pipeline::event::{self, Trigger};
 use crate::redact;
 use crate::worker::{self, Stats};
 use lapin::BasicProperties;
@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The shipped Logz.io webhook, used as is except for its URL.
-const SHIPPED_WEBHOOK: &str = include_str!("../config/webhooks/logzio.toml");
+const SHIPPED_WEBHOOK: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/config/webhooks/logzio.toml"
+));
 /// The URL in the shipped webhook, replaced by the local listener's.
 const SHIPPED_URL: &str = "https://listener.logz.io/?token=${LOGZIO_TOKEN}&type=apono";
 

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::devcert::{DevCert, DevCertError};
+use crate::devtools::devcert::{DevCert, DevCertError};
 
 /// The largest request body the listener takes: 10 MB. A larger body gets `413`.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;

@@ -12,9 +12,9 @@ pub use classify::{FailureClass, Verdict};
 pub use retry::Backoff;
 
 use crate::config::{Config, HttpSettings, Webhook};
-use crate::event::EventId;
-use crate::metrics::WebhookMetrics;
-use crate::outcome::{Outcome, RetryState};
+use crate::ops::metrics::WebhookMetrics;
+use crate::pipeline::event::EventId;
+use crate::pipeline::outcome::{Outcome, RetryState};
 use crate::redact::Redactor;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Validates a JSON document against the event's JSON Schema ([`crate::event::json_schema`]).
+//! Validates a JSON document against the event's JSON Schema ([`crate::pipeline::event::json_schema`]).
 //!
 //! Only the keywords that schema uses are implemented: `type` (one or several), `enum`,
 //! `required`, `properties`, `items` and `additionalProperties` (always `true` there, so
@@ -25,7 +25,12 @@ const KNOWN_KEYWORDS: &[&str] = &[
 /// Every way `document` breaks the event schema, as `path: problem` lines (empty when valid).
 pub fn validate_event(document: &Value) -> Vec<String> {
     let mut problems = Vec::new();
-    check(crate::event::json_schema(), document, "", &mut problems);
+    check(
+        crate::pipeline::event::json_schema(),
+        document,
+        "",
+        &mut problems,
+    );
     problems
 }
 
@@ -110,7 +115,7 @@ fn type_name(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Trigger, sample};
+    use crate::pipeline::event::{Trigger, sample};
     use serde_json::json;
 
     #[test]
@@ -176,7 +181,7 @@ mod tests {
             }
         }
         let mut unknown = Vec::new();
-        walk(crate::event::json_schema(), &mut unknown);
+        walk(crate::pipeline::event::json_schema(), &mut unknown);
         assert_eq!(unknown, Vec::<String>::new());
     }
 }

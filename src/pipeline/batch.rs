@@ -16,9 +16,9 @@
 //! `linger` every time.
 
 use crate::config::{BatchSettings, Config, DeliverySettings, MAX_LINE_BYTES, Webhook};
-use crate::delivery::{Deliverer, DeliveryRequest};
-use crate::event::EventId;
-use crate::outcome::{Failure, Outcome, Parked, Reason, RetryState};
+use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
+use crate::pipeline::event::EventId;
+use crate::pipeline::outcome::{Failure, Outcome, Parked, Reason, RetryState};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

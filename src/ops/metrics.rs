@@ -224,8 +224,8 @@ impl WebhookMetrics {
 }
 
 /// The `relay_circuit_state` value of a circuit state.
-pub fn circuit_value(state: crate::delivery::breaker::CircuitState) -> f64 {
-    use crate::delivery::breaker::CircuitState;
+pub fn circuit_value(state: crate::pipeline::delivery::breaker::CircuitState) -> f64 {
+    use crate::pipeline::delivery::breaker::CircuitState;
     match state {
         CircuitState::Closed => 0.0,
         CircuitState::HalfOpen => 1.0,

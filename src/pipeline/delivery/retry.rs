@@ -5,7 +5,7 @@
 use super::breaker::Admission;
 use super::{Attempt, Deliverer, DeliveryRequest, Verdict};
 use crate::config::DeliverySettings;
-use crate::outcome::{Failure, Outcome, Parked, Reason, RetryState};
+use crate::pipeline::outcome::{Failure, Outcome, Parked, Reason, RetryState};
 use backon::BackoffBuilder;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -147,7 +147,7 @@ pub(super) async fn deliver(
         {
             tracing::warn!(webhook = %request.webhook.name, circuit = %state, "circuit state changed");
             if let Some(m) = deliverer.webhook_metrics(&request.webhook.name) {
-                m.circuit.set(crate::metrics::circuit_value(state));
+                m.circuit.set(crate::ops::metrics::circuit_value(state));
             }
         }
         let retry_after = match attempt.verdict {

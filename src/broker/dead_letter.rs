@@ -5,8 +5,8 @@
 //! The body is the original event bytes, unchanged, and the original properties (message id,
 //! content type, headers) are kept, so the event keeps its identity through a replay.
 
-use crate::event::EventId;
-use crate::outcome::{Failure, Parked, Reason, RetryState};
+use crate::pipeline::event::EventId;
+use crate::pipeline::outcome::{Failure, Parked, Reason, RetryState};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
