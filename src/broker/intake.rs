@@ -153,8 +153,13 @@ impl Intake {
         Ok(())
     }
 
-    /// [`Intake::pause`], for good: the last step before the channel is closed.
+    /// [`Intake::pause`], for good: the last step before the channel is closed. On a channel
+    /// that is already gone there is nobody to tell, so it returns at once.
     pub async fn stop(&mut self) {
+        if !self.channel.status().connected() {
+            self.active.clear();
+            return;
+        }
         let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, self.pause()).await;
     }
 

@@ -452,9 +452,15 @@ impl Broker {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        if !self.connection.status().connected() {
+            // Lost already: the broker has handed every unacked message back.
+            return;
+        }
         for channel in retry_channels {
-            let _ =
-                tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "shutdown".into())).await;
+            if channel.status().connected() {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "shutdown".into()))
+                    .await;
+            }
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.connection.close(200, "shutdown".into()))
             .await;

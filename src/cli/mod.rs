@@ -13,8 +13,9 @@ mod test_webhook;
 mod webhooks;
 
 use crate::config::{self, CONFIG_DIR_ENV, Config, Env, LogFormat};
+use crate::ops::metrics::Metrics;
 use crate::redact::{self, Redactor, SharedRedactor};
-use crate::worker::{self, Stats};
+use crate::worker;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -187,7 +188,7 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let stats = Arc::new(Stats::default());
+    let metrics = Arc::new(Metrics::new());
     let shutdown = CancellationToken::new();
     let server = match config.server_listen {
         None => None,
@@ -196,7 +197,7 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
                 tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
                 Some(tokio::spawn(crate::ops::server::serve(
                     listener,
-                    stats.clone(),
+                    metrics.clone(),
                     shutdown.clone(),
                 )))
             }
@@ -214,10 +215,10 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
     tokio::spawn(reload_on_sighup(
         dir.to_path_buf(),
         reloads,
-        stats.clone(),
+        metrics.clone(),
         redactor.clone(),
     ));
-    let result = worker::run_with_reloads(config, shutdown.clone(), stats, reload_rx).await;
+    let result = worker::run_with_reloads(config, shutdown.clone(), metrics, reload_rx).await;
     shutdown.cancel();
     if let Some(server) = server {
         let _ = server.await;
@@ -241,7 +242,7 @@ async fn run(dir: &std::path::Path, redactor: SharedRedactor) -> u8 {
 async fn reload_on_sighup(
     dir: PathBuf,
     reloads: tokio::sync::mpsc::Sender<worker::Reload>,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     redactor: SharedRedactor,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -262,7 +263,7 @@ async fn reload_on_sighup(
                 }
             }
             Err(e) => {
-                stats.record_reload(false);
+                metrics.record_reload(false);
                 for problem in &e.problems {
                     tracing::error!("config reload refused: {problem}");
                 }

@@ -8,9 +8,10 @@ use crate::broker::Broker;
 use crate::broker::dead_letter::DeadLetterInfo;
 use crate::config::{self, Env};
 use crate::devtools::local_logzio::{LocalLogzio, Received};
+use crate::ops::metrics::Metrics;
 use crate::pipeline::event::{self, Trigger};
 use crate::redact;
-use crate::worker::{self, Stats};
+use crate::worker;
 use lapin::BasicProperties;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -106,8 +107,12 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
 
     let shutdown = CancellationToken::new();
-    let stats = Arc::new(Stats::default());
-    let worker = tokio::spawn(worker::run(config.clone(), shutdown.clone(), stats.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let worker = tokio::spawn(worker::run(
+        config.clone(),
+        shutdown.clone(),
+        metrics.clone(),
+    ));
 
     let result = publish_and_show(&admin, &config, &listener, args.timeout).await;
 
@@ -123,8 +128,8 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
     cleaned.map_err(|e| format!("cleanup: {e}"))?;
     println!(
         "Demo complete: {} delivered, {} dead-lettered, queues deleted.",
-        Stats::get(&stats.delivered),
-        Stats::get(&stats.dead_lettered)
+        metrics.delivered(),
+        metrics.dead_lettered()
     );
     Ok(())
 }

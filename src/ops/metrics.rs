@@ -5,6 +5,9 @@
 //! and latency (delivery), dead letters and parked deliveries (settle), reconnects and reloads
 //! (worker). Label values are bounded: webhook names, outcomes, reasons and status classes,
 //! never URLs or event ids.
+//!
+//! The registry is the one record of what the worker did: the getters ([`Metrics::acked`],
+//! [`Metrics::delivered`], …) read the same series `/metrics` shows, for tests and the demo.
 
 use ::metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
@@ -45,6 +48,12 @@ pub const IN_FLIGHT_BYTES_PEAK: &str = "relay_in_flight_bytes_peak";
 pub const PREFETCH: &str = "relay_prefetch";
 /// Messages holding outcomes that the broker has not confirmed yet (the store is failing).
 pub const STORE_HELD: &str = "relay_store_held_messages";
+/// Messages taken from webhooks' retry queues.
+pub const RETRIES_CONSUMED: &str = "relay_retries_consumed_total";
+/// Messages settled, by result: `acked`, `requeued`, or `lost` (the channel went first).
+pub const SETTLED: &str = "relay_messages_settled_total";
+/// Successful connections to the broker, the first included.
+pub const CONNECTIONS: &str = "relay_broker_connections_total";
 /// Successful reconnections to the broker (the first connection does not count).
 pub const RECONNECTS: &str = "relay_broker_reconnects_total";
 /// Config reloads by result (`success`, `failure`).
@@ -61,10 +70,12 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Bucket bounds of the attempts histogram.
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
 
-/// One worker's metrics registry.
+/// One worker's metrics registry, and its readiness.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Connected and consuming, or why not (`/readyz`).
+    pub readiness: Readiness,
 }
 
 impl Default for Metrics {
@@ -90,7 +101,11 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let metrics = Metrics { recorder, handle };
+        let metrics = Metrics {
+            recorder,
+            handle,
+            readiness: Readiness::default(),
+        };
         metrics
             .gauge(
                 BUILD_INFO,
@@ -171,6 +186,96 @@ impl Metrics {
         }
     }
 
+    /// Counts a config reload that took effect (`ok`) or was refused.
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.counter(RELOADS, vec![Label::new("result", result)])
+            .increment(1);
+    }
+
+    /// Counts one message settled: `acked`, `requeued` or `lost`.
+    pub fn record_settled(&self, result: &'static str) {
+        self.counter(SETTLED, vec![Label::new("result", result)])
+            .increment(1);
+    }
+
+    /// The sum of every series of counter or gauge `name` whose labels include
+    /// `label="value"` (every series when `label` is `None`), as `/metrics` shows it; 0 when
+    /// there is none. For tests and the demo: it renders the registry.
+    pub fn total(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
+        let wanted = label.map(|(key, value)| format!("{key}=\"{value}\""));
+        self.render()
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let (labels, value) = match rest.strip_prefix('{') {
+                    Some(rest) => rest.split_once("} ")?,
+                    None => ("", rest.strip_prefix(' ')?),
+                };
+                let matches = wanted
+                    .as_ref()
+                    .is_none_or(|w| labels.split(',').any(|pair| pair == w.as_str()));
+                matches.then(|| value.trim().parse::<f64>().ok())?
+            })
+            .map(|v| v as u64)
+            .sum()
+    }
+
+    /// Messages taken from the input queue.
+    pub fn consumed(&self) -> u64 {
+        self.total(EVENTS_CONSUMED, None)
+    }
+
+    /// Messages taken from retry queues.
+    pub fn retries_consumed(&self) -> u64 {
+        self.total(RETRIES_CONSUMED, None)
+    }
+
+    /// Events that matched no webhook (acked without delivery).
+    pub fn unmatched(&self) -> u64 {
+        self.total(EVENTS_UNMATCHED, None)
+    }
+
+    /// Deliveries that succeeded, counted once their message was acked.
+    pub fn delivered(&self) -> u64 {
+        self.total(DELIVERIES, Some(("outcome", "success")))
+    }
+
+    /// Dead letters published and confirmed, counted once their message was acked.
+    pub fn dead_lettered(&self) -> u64 {
+        self.total(DEAD_LETTERS, None)
+    }
+
+    /// Deliveries parked in a retry queue, confirmed, counted once their message was acked.
+    pub fn parked(&self) -> u64 {
+        self.total(DELIVERIES, Some(("outcome", "retry")))
+    }
+
+    /// Messages acked.
+    pub fn acked(&self) -> u64 {
+        self.total(SETTLED, Some(("result", "acked")))
+    }
+
+    /// Messages requeued.
+    pub fn requeued(&self) -> u64 {
+        self.total(SETTLED, Some(("result", "requeued")))
+    }
+
+    /// Successful connections to the broker, the first included.
+    pub fn connections(&self) -> u64 {
+        self.total(CONNECTIONS, None)
+    }
+
+    /// Config reloads that took effect.
+    pub fn reloads(&self) -> u64 {
+        self.total(RELOADS, Some(("result", "success")))
+    }
+
+    /// Config reloads refused.
+    pub fn reloads_refused(&self) -> u64 {
+        self.total(RELOADS, Some(("result", "failure")))
+    }
+
     /// Counts one dead letter.
     pub fn dead_letter(&self, webhook: Option<&str>, reason: &'static str) {
         self.counter(
@@ -220,16 +325,6 @@ impl WebhookMetrics {
         };
         self.responses[index].increment(1);
         self.latency.record(seconds);
-    }
-}
-
-/// The `relay_circuit_state` value of a circuit state.
-pub fn circuit_value(state: crate::pipeline::delivery::breaker::CircuitState) -> f64 {
-    use crate::pipeline::delivery::breaker::CircuitState;
-    match state {
-        CircuitState::Closed => 0.0,
-        CircuitState::HalfOpen => 1.0,
-        CircuitState::Open => 2.0,
     }
 }
 

@@ -2,7 +2,7 @@
 //! process and its runtime answer) and `/readyz` (readiness: connected to the broker and
 //! consuming; 503 with a JSON reason otherwise, e.g. during a reconnect).
 
-use crate::worker::Stats;
+use super::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -16,47 +16,47 @@ use tokio_util::sync::CancellationToken;
 /// How often histogram windows are drained.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The routes, for a worker's stats.
-pub fn router(stats: Arc<Stats>) -> Router {
+/// The routes, for a worker's metrics and readiness.
+pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(exposition))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(stats)
+        .with_state(metrics)
 }
 
 /// Serves until `shutdown` is cancelled, running the registry's upkeep meanwhile.
 pub async fn serve(
     listener: TcpListener,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let upkeep = {
-        let stats = stats.clone();
+        let metrics = metrics.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(UPKEEP_INTERVAL) => stats.metrics.run_upkeep(),
+                    _ = tokio::time::sleep(UPKEEP_INTERVAL) => metrics.run_upkeep(),
                     _ = shutdown.cancelled() => return,
                 }
             }
         })
     };
-    let result = axum::serve(listener, router(stats))
+    let result = axum::serve(listener, router(metrics))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
     upkeep.abort();
     result
 }
 
-async fn metrics(State(stats): State<Arc<Stats>>) -> Response {
+async fn exposition(State(metrics): State<Arc<Metrics>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        stats.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }
@@ -65,8 +65,8 @@ async fn healthz() -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
-async fn readyz(State(stats): State<Arc<Stats>>) -> Response {
-    let (status, body) = match stats.readiness.check() {
+async fn readyz(State(metrics): State<Arc<Metrics>>) -> Response {
+    let (status, body) = match metrics.readiness.check() {
         Ok(()) => (StatusCode::OK, serde_json::json!({"ready": true})),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

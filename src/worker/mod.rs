@@ -41,13 +41,12 @@ use crate::broker::intake::Intake;
 use crate::broker::settle::StoreHealth;
 use crate::broker::{AmqpError, Broker};
 use crate::config::Config;
-use crate::ops::metrics::{self, Metrics, NotReady, Readiness};
+use crate::ops::metrics::{self, Metrics, NotReady};
 use crate::pipeline::delivery::{Deliverer, DeliveryError};
 use backon::BackoffBuilder;
 use pipeline::Pipeline;
 use retries::{RetryConsumers, RetryContext};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -73,68 +72,6 @@ pub enum WorkerError {
     NoActiveWebhook(std::path::PathBuf),
 }
 
-/// Counters of what the worker did since it started. Shared with whoever started the run
-/// (the demo, tests); the metrics issue will export the same numbers.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Messages taken from the input queue.
-    pub consumed: AtomicU64,
-    /// Messages taken from retry queues.
-    pub retries_consumed: AtomicU64,
-    /// Messages that matched no webhook (acked without delivery).
-    pub unmatched: AtomicU64,
-    /// Deliveries that succeeded.
-    pub delivered: AtomicU64,
-    /// Dead letters published and confirmed.
-    pub dead_lettered: AtomicU64,
-    /// Deliveries parked in a retry queue, confirmed.
-    pub parked: AtomicU64,
-    /// Messages acked.
-    pub acked: AtomicU64,
-    /// Messages requeued (a dead letter or parked delivery not stored).
-    pub requeued: AtomicU64,
-    /// Successful connections to the broker, the first included.
-    pub connections: AtomicU64,
-    /// Config reloads that took effect.
-    pub reloads: AtomicU64,
-    /// Config reloads refused because the new config is invalid.
-    pub reloads_refused: AtomicU64,
-    /// The Prometheus registry the same events are recorded in, with labels.
-    pub metrics: Metrics,
-    /// Connected and consuming, or why not (`/readyz`).
-    pub readiness: Readiness,
-}
-
-impl Stats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// A counter's current value.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    /// Counts a config reload that took effect (`ok`) or was refused.
-    pub fn record_reload(&self, ok: bool) {
-        Stats::add(
-            if ok {
-                &self.reloads
-            } else {
-                &self.reloads_refused
-            },
-            1,
-        );
-        let result = if ok { "success" } else { "failure" };
-        self.metrics
-            .counter(
-                metrics::RELOADS,
-                vec![::metrics::Label::new("result", result)],
-            )
-            .increment(1);
-    }
-}
-
 /// A request to reload: the new config, already loaded and validated by the caller.
 pub type Reload = Arc<Config>;
 
@@ -144,17 +81,17 @@ pub type Reload = Arc<Config>;
 pub async fn run(
     config: Arc<Config>,
     shutdown: CancellationToken,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), WorkerError> {
     let (_keep, reloads) = mpsc::channel(1);
-    run_with_reloads(config, shutdown, stats, reloads).await
+    run_with_reloads(config, shutdown, metrics, reloads).await
 }
 
 /// [`run`], also taking new configs from `reloads` (SIGHUP in the binary).
 pub async fn run_with_reloads(
     config: Arc<Config>,
     shutdown: CancellationToken,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     mut reloads: mpsc::Receiver<Reload>,
 ) -> Result<(), WorkerError> {
     let deliverer = Deliverer::new(&config)?;
@@ -162,7 +99,7 @@ pub async fn run_with_reloads(
     let pipeline = Pipeline::new(
         config.clone(),
         deliverer,
-        stats.clone(),
+        metrics.clone(),
         health.clone(),
         &shutdown,
     );
@@ -177,7 +114,7 @@ pub async fn run_with_reloads(
         config.amqp.reconnect_max_backoff,
     );
     let mut connected_once = false;
-    let reconnects = stats.metrics.counter(metrics::RECONNECTS, vec![]);
+    let reconnects = metrics.counter(metrics::RECONNECTS, vec![]);
 
     while !shutdown.is_cancelled() {
         let config = current.borrow().config.clone();
@@ -187,7 +124,7 @@ pub async fn run_with_reloads(
             Err(e) => {
                 let delay = reconnect.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker unreachable");
-                stats.readiness.set_not_ready(NotReady::Reconnecting);
+                metrics.readiness.set_not_ready(NotReady::Reconnecting);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
                     _ = shutdown.cancelled() => break,
@@ -199,7 +136,7 @@ pub async fn run_with_reloads(
         }
         connected_once = true;
         let connected_at = Instant::now();
-        Stats::add(&stats.connections, 1);
+        metrics.counter(metrics::CONNECTIONS, vec![]).increment(1);
 
         // Deliveries of this connection stop retrying when it is lost: their messages can no
         // longer be acked and will be redelivered on the next connection.
@@ -207,7 +144,7 @@ pub async fn run_with_reloads(
         let connection = Connection {
             broker: broker.clone(),
             current: &current,
-            stats: &stats,
+            metrics: &metrics,
             health: &health,
             budget: &budget,
             tracker: &tracker,
@@ -216,7 +153,7 @@ pub async fn run_with_reloads(
         };
         let ended = connection.serve(&mut reloads).await;
         if shutdown.is_cancelled() {
-            stats.readiness.set_not_ready(NotReady::ShuttingDown);
+            metrics.readiness.set_not_ready(NotReady::ShuttingDown);
             tracker.close();
             let grace = current.borrow().config.shutdown.grace;
             tracing::info!(
@@ -233,7 +170,7 @@ pub async fn run_with_reloads(
             broker.close().await;
             return Ok(());
         }
-        stats.readiness.set_not_ready(NotReady::Reconnecting);
+        metrics.readiness.set_not_ready(NotReady::Reconnecting);
         connection_token.cancel();
         broker.close().await;
         let delay = reconnect.after_connection(connected_at.elapsed());
@@ -257,7 +194,7 @@ pub async fn run_with_reloads(
 struct Connection<'a> {
     broker: Arc<Broker>,
     current: &'a watch::Sender<Arc<Pipeline>>,
-    stats: &'a Arc<Stats>,
+    metrics: &'a Arc<Metrics>,
     health: &'a Arc<StoreHealth>,
     budget: &'a Arc<Budget>,
     tracker: &'a TaskTracker,
@@ -289,9 +226,9 @@ impl Connection<'_> {
             self.budget.clone(),
             self.token.clone(),
         ));
-        let consumed = self.stats.metrics.counter(metrics::EVENTS_CONSUMED, vec![]);
-        let prefetch = self.stats.metrics.gauge(metrics::PREFETCH, vec![]);
-        let held = self.stats.metrics.gauge(metrics::STORE_HELD, vec![]);
+        let consumed = self.metrics.counter(metrics::EVENTS_CONSUMED, vec![]);
+        let prefetch = self.metrics.gauge(metrics::PREFETCH, vec![]);
+        let held = self.metrics.gauge(metrics::STORE_HELD, vec![]);
         tracing::info!(
             broker = %config.amqp.url_redacted,
             queue = %config.amqp.queue,
@@ -311,14 +248,14 @@ impl Connection<'_> {
                 break "consume failed";
             }
             held.set(waiting as f64);
-            self.stats.readiness.set_store_failing(waiting > 0);
+            self.metrics.readiness.set_store_failing(waiting > 0);
             prefetch.set(f64::from(input.prefetch()));
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break "shutdown",
                 _ = lost_retry_consumer.notified() => break "a retry consumer ended",
                 Some(new_config) = reloads.recv() => {
-                    reload(&self.broker, self.current, new_config, self.stats, self.health, self.shutdown).await;
+                    reload(&self.broker, self.current, new_config, self.metrics, self.health, self.shutdown).await;
                     retries.reconcile(&retry_context).await;
                 }
                 changed = store.changed() => {
@@ -328,7 +265,6 @@ impl Connection<'_> {
                 }
                 next = input.next() => match next {
                     Some(Ok(inbound)) => {
-                        Stats::add(&self.stats.consumed, 1);
                         consumed.increment(1);
                         let pipeline = self.current.borrow().clone();
                         let token = self.token.clone();
@@ -367,12 +303,12 @@ impl Connection<'_> {
             input.pause().await?;
         }
         if active {
-            self.stats.readiness.set_ready();
+            self.metrics.readiness.set_ready();
         } else {
             if !*idle {
                 tracing::warn!("idle: no active webhook (policy.allow_idle); consuming nothing");
             }
-            self.stats.readiness.set_not_ready(NotReady::Idle);
+            self.metrics.readiness.set_not_ready(NotReady::Idle);
         }
         *idle = !active;
         Ok(())
@@ -395,12 +331,12 @@ async fn reload(
     broker: &Broker,
     current: &watch::Sender<Arc<Pipeline>>,
     config: Arc<Config>,
-    stats: &Arc<Stats>,
+    metrics: &Arc<Metrics>,
     health: &Arc<StoreHealth>,
     shutdown: &CancellationToken,
 ) {
     let refuse = |error: &dyn std::fmt::Display| {
-        stats.record_reload(false);
+        metrics.record_reload(false);
         tracing::error!(error = %error, "config reload refused; the old config stays in force");
     };
     if !config.webhooks.iter().any(|w| w.is_active()) && !config.policy.allow_idle {
@@ -421,11 +357,11 @@ async fn reload(
     current.send_replace(Arc::new(Pipeline::new(
         config,
         deliverer,
-        stats.clone(),
+        metrics.clone(),
         health.clone(),
         shutdown,
     )));
-    stats.record_reload(true);
+    metrics.record_reload(true);
     tracing::info!(webhooks, "config reloaded");
 }
 

@@ -39,7 +39,7 @@ pub(super) async fn monitor(
             if let Some(m) = pipeline.webhook_metrics.get(&webhook.name) {
                 m.retry_depth.set(f64::from(depth));
                 if let Some(state) = state {
-                    m.circuit.set(metrics::circuit_value(state));
+                    m.circuit.set(state.as_gauge());
                 }
             }
             let circuit = state.map(|s| s.to_string()).unwrap_or_default();
@@ -50,18 +50,15 @@ pub(super) async fn monitor(
             .await
             .unwrap_or(0);
         pipeline
-            .stats
             .metrics
             .gauge(metrics::DEAD_LETTER_DEPTH, vec![])
             .set(f64::from(dead_letters));
         let in_flight = budget.in_flight();
         pipeline
-            .stats
             .metrics
             .gauge(metrics::IN_FLIGHT_BYTES, vec![])
             .set(in_flight as f64);
         pipeline
-            .stats
             .metrics
             .gauge(metrics::IN_FLIGHT_BYTES_PEAK, vec![])
             .set(budget.peak() as f64);

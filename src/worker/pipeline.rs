@@ -2,12 +2,11 @@
 //! started with. A [`Pipeline`] is immutable; a reload makes a new one, and messages already
 //! in flight finish with the old.
 
-use super::Stats;
 use crate::broker::Inbound;
 use crate::broker::dead_letter;
 use crate::broker::settle::{self, SettleContext, Settled, StoreHealth, WebhookOutcome};
 use crate::config::{Config, QueueType, Webhook};
-use crate::ops::metrics::{self, WebhookMetrics};
+use crate::ops::metrics::{self, Metrics, WebhookMetrics};
 use crate::pipeline::batch::{self, Batchers, Line};
 use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
 use crate::pipeline::event::{self, Event};
@@ -24,7 +23,7 @@ pub(super) struct Pipeline {
     pub(super) config: Arc<Config>,
     pub(super) deliverer: Arc<Deliverer>,
     batchers: Batchers,
-    pub(super) stats: Arc<Stats>,
+    pub(super) metrics: Arc<Metrics>,
     pub(super) webhook_metrics: HashMap<String, WebhookMetrics>,
     health: Arc<StoreHealth>,
 }
@@ -33,14 +32,14 @@ impl Pipeline {
     pub(super) fn new(
         config: Arc<Config>,
         deliverer: Deliverer,
-        stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
         health: Arc<StoreHealth>,
         shutdown: &CancellationToken,
     ) -> Self {
         let webhook_metrics: HashMap<String, WebhookMetrics> = config
             .webhooks
             .iter()
-            .map(|w| (w.name.clone(), stats.metrics.webhook(&w.name)))
+            .map(|w| (w.name.clone(), metrics.webhook(&w.name)))
             .collect();
         let deliverer = Arc::new(deliverer.with_metrics(webhook_metrics.clone()));
         let batchers = Batchers::start(&config, deliverer.clone(), shutdown.clone());
@@ -48,7 +47,7 @@ impl Pipeline {
             config,
             deliverer,
             batchers,
-            stats,
+            metrics,
             webhook_metrics,
             health,
         }
@@ -231,22 +230,16 @@ impl Pipeline {
     ) {
         let id = event_id.map(|id| id.0.as_str());
         match settled {
-            Settled::Acked {
-                delivered,
-                dead_lettered,
-                parked,
-            } => {
-                Stats::add(&self.stats.acked, 1);
-                Stats::add(&self.stats.delivered, *delivered as u64);
-                Stats::add(&self.stats.dead_lettered, *dead_lettered as u64);
-                Stats::add(&self.stats.parked, *parked as u64);
+            Settled::Acked { .. } => {
+                self.metrics.record_settled("acked");
                 self.record_outcomes(outcomes);
             }
             Settled::Requeued { reason } => {
-                Stats::add(&self.stats.requeued, 1);
+                self.metrics.record_settled("requeued");
                 tracing::info!(event_id = id, %reason, "message requeued");
             }
             Settled::Lost(e) => {
+                self.metrics.record_settled("lost");
                 tracing::warn!(event_id = id, error = %e, "message not settled; the broker will redeliver it");
             }
         }
@@ -258,9 +251,7 @@ impl Pipeline {
         for item in outcomes {
             let name = item.webhook.as_ref().map(|w| w.name.as_str());
             if let Outcome::DeadLetter(failure) = &item.outcome {
-                self.stats
-                    .metrics
-                    .dead_letter(name, failure.reason.as_str());
+                self.metrics.dead_letter(name, failure.reason.as_str());
             }
             let Some(m) = name.and_then(|n| self.webhook_metrics.get(n)) else {
                 continue;
@@ -296,9 +287,7 @@ impl Pipeline {
             }
         }
         if hooks.is_empty() {
-            Stats::add(&self.stats.unmatched, 1);
-            self.stats
-                .metrics
+            self.metrics
                 .counter(metrics::EVENTS_UNMATCHED, vec![])
                 .increment(1);
             tracing::info!(event_id = %event.id, event_type = %event.trigger, "event matched no webhook");

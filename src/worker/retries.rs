@@ -2,7 +2,6 @@
 //! webhook, each on a channel of its own, feeding deliveries back into the pipeline for that
 //! webhook only.
 
-use super::Stats;
 use super::pipeline::Pipeline;
 use crate::broker::Broker;
 use crate::broker::flow::Budget;
@@ -143,7 +142,10 @@ impl RetryConsumer {
                 next = self.intake.next() => match next {
                     Some(Ok(inbound)) => {
                         let pipeline = self.current.borrow().clone();
-                        Stats::add(&pipeline.stats.retries_consumed, 1);
+                        pipeline
+                            .metrics
+                            .counter(crate::ops::metrics::RETRIES_CONSUMED, vec![])
+                            .increment(1);
                         let name = self.webhook.clone();
                         let token = self.connection.clone();
                         self.tracker.spawn(async move {

@@ -8,7 +8,6 @@ use crate::common::{
 use crate::harness::app;
 use crate::support::logzio::Scripted;
 use std::time::{Duration, Instant};
-use webhook_relay::worker::Stats;
 
 /// `steady` is slow but answers; `recovering` refuses its first requests, so that at each
 /// disruption some of its deliveries wait on its retry path (in TTL wait queues).
@@ -93,7 +92,7 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
         .await;
         let closed_at = delivered(listener, |_| true).len();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Stats::get(&stats.connections) < 2 {
+        while stats.connections() < 2 {
             assert!(
                 Instant::now() < deadline,
                 "the worker did not reconnect after close_all_connections"
@@ -119,7 +118,7 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
         stopped.start().await;
         reconnect_admin(&mut app).await;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Stats::get(&stats.connections) < 3 {
+        while stats.connections() < 3 {
             assert!(
                 Instant::now() < deadline,
                 "the worker did not reconnect after the broker app restarted"
@@ -143,7 +142,7 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
         println!(
             "[chaos]   3 broker restart: all {N} in {:.1}s over {} connections; {dups} duplicates (bound 2 × {DISRUPTION_DUPLICATE_BOUND})",
             started.elapsed().as_secs_f64(),
-            Stats::get(&stats.connections)
+            stats.connections()
         );
         assert!(dups <= 2 * DISRUPTION_DUPLICATE_BOUND, "{dups} duplicates");
         assert!(
@@ -153,7 +152,7 @@ async fn broker_closes_every_connection_and_restarts_mid_run_and_nothing_is_lost
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.stop_worker().await;
         assert_settled(&app, 0).await;
-        assert_eq!(Stats::get(&stats.dead_lettered), 0);
+        assert_eq!(stats.dead_lettered(), 0);
         app.finish().await;
     })
     .await;

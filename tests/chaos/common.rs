@@ -244,8 +244,8 @@ pub async fn assert_settled(app: &TestApp, dead_letters: u32) {
 }
 
 /// The in-process worker's counters, kept past its stop.
-pub fn stats_of(app: &TestApp) -> std::sync::Arc<webhook_relay::worker::Stats> {
-    app.worker.as_ref().expect("worker started").stats.clone()
+pub fn stats_of(app: &TestApp) -> std::sync::Arc<webhook_relay::ops::metrics::Metrics> {
+    app.worker.as_ref().expect("worker started").metrics.clone()
 }
 
 /// Replaces the harness's admin connection (the broker closed it).

@@ -8,7 +8,6 @@ use crate::harness::app;
 use crate::support::logzio::{LocalLogzio, Scripted};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use webhook_relay::worker::Stats;
 
 /// Webhook A hangs, webhook B is healthy; both match every event.
 const HANGING_AND_HEALTHY: &str = r#"
@@ -95,11 +94,11 @@ async fn hanging_webhook_does_not_hold_back_a_healthy_one_and_recovers_from_its_
             "[chaos]   healthy webhook had all {N} after {:.1}s; the hanging one got {} requests, none answered; {} parked, {} taken back from the retry path so far",
             started.elapsed().as_secs_f64(),
             hanging.requests().len(),
-            Stats::get(&app.stats().parked),
-            Stats::get(&app.stats().retries_consumed),
+            app.metrics().parked(),
+            app.metrics().retries_consumed(),
         );
         assert_eq!(
-            Stats::get(&app.stats().consumed),
+            app.metrics().consumed(),
             N as u64,
             "every input message was taken"
         );
@@ -129,7 +128,7 @@ async fn hanging_webhook_does_not_hold_back_a_healthy_one_and_recovers_from_its_
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.stop_worker().await;
         assert_settled(&app, 0).await;
-        assert_eq!(Stats::get(&stats.dead_lettered), 0, "nothing dead-lettered");
+        assert_eq!(stats.dead_lettered(), 0, "nothing dead-lettered");
         app.finish().await;
     })
     .await;
@@ -206,7 +205,7 @@ async fn flapping_endpoint_gets_every_event_and_nothing_is_dead_lettered() {
         );
         assert!(most <= 40, "no event went past max_attempts");
         assert_eq!(
-            Stats::get(&stats.dead_lettered),
+            stats.dead_lettered(),
             0,
             "nothing dead-lettered"
         );

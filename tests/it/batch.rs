@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use webhook_relay::broker::dead_letter::DeadLetterInfo;
+use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::pipeline::event::Trigger;
 use webhook_relay::pipeline::outcome::Reason;
 
@@ -62,7 +63,7 @@ async fn a_full_batch_is_one_request() {
         "NDJSON, one compact line per event"
     );
     assert!(
-        app.wait_count(|s| &s.acked, 10, WAIT).await,
+        app.wait_count(Metrics::acked, 10, WAIT).await,
         "every event acked with its batch"
     );
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
@@ -82,7 +83,7 @@ async fn a_partial_batch_goes_out_after_linger() {
     let accepted = app.listener().wait_for_accepted(3, WAIT).await;
     assert_eq!(numbers(&accepted).len(), 3);
     assert!(app.listener().requests().len() <= 3);
-    assert!(app.wait_count(|s| &s.acked, 3, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 3, WAIT).await);
     app.finish().await;
 }
 
@@ -146,7 +147,7 @@ async fn a_400_that_accepted_nothing_is_narrowed_down_by_halves() {
         sizes,
         vec![Some("4".into()), Some("2".into()), Some("2".into())]
     );
-    assert!(app.wait_count(|s| &s.acked, 4, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 4, WAIT).await);
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);
     app.finish().await;
 }
@@ -204,7 +205,7 @@ async fn a_failing_batch_is_retried() {
         requests[1].header("idempotency-key"),
         "the retry carries the same key"
     );
-    assert!(app.wait_count(|s| &s.acked, 5, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 5, WAIT).await);
     app.finish().await;
 }
 
@@ -235,16 +236,14 @@ retry_window = "150ms"
     let mut app = app;
     app.start_worker();
     assert!(
-        app.wait_count(|s| &s.parked, 4, WAIT).await,
+        app.wait_count(Metrics::parked, 4, WAIT).await,
         "each event parked on its own"
     );
     let accepted = app.listener().wait_for_accepted(4, WAIT).await;
     assert_eq!(numbers(&accepted).len(), 4, "delivered from the retry path");
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);
     assert!(
-        app.eventually(WAIT, || webhook_relay::worker::Stats::get(
-            &app.stats().delivered
-        ) >= 4)
+        app.eventually(WAIT, || app.metrics().delivered() >= 4)
             .await
     );
     app.finish().await;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use webhook_relay::broker::Inbound;
 use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
+use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::pipeline::event::{Trigger, sample};
 use webhook_relay::pipeline::outcome::Reason;
 
@@ -59,10 +60,7 @@ body_template = '{"never": true}'
     let first = app.listeners[0].wait_for_accepted(1, WAIT).await;
     let second = app.listeners[1].wait_for_accepted(2, WAIT).await;
     assert!(
-        app.eventually(WAIT, || webhook_relay::worker::Stats::get(
-            &app.stats().acked
-        ) == 3)
-            .await,
+        app.eventually(WAIT, || app.metrics().acked() == 3).await,
         "all three events are acked"
     );
 
@@ -85,7 +83,7 @@ body_template = '{"never": true}'
     );
     assert_eq!(app.listeners[0].requests().len(), 1, "no duplicate");
     assert_eq!(app.listeners[1].requests().len(), 2, "no duplicate");
-    assert_eq!(webhook_relay::worker::Stats::get(&app.stats().unmatched), 1);
+    assert_eq!(app.metrics().unmatched(), 1);
     assert_eq!(
         app.ready_count(&app.config.amqp.dead_letter_queue).await,
         0,
@@ -158,10 +156,7 @@ body_template = '{"id": "{{ data.id }}"}'
     );
     assert_eq!(app.listener().requests().len(), 1, "no retry on 401");
     assert!(
-        app.eventually(WAIT, || webhook_relay::worker::Stats::get(
-            &app.stats().acked
-        ) == 1)
-            .await,
+        app.eventually(WAIT, || app.metrics().acked() == 1).await,
         "the input is acked once the dead letter is confirmed"
     );
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
@@ -194,12 +189,12 @@ fn has_header(letter: &Inbound, name: &str) -> bool {
 /// the input queue holds nothing ready: every message was settled for good.
 async fn assert_all_acked(app: &TestApp, n: u64) {
     assert!(
-        app.wait_count(|s| &s.acked, n, WAIT).await,
+        app.wait_count(Metrics::acked, n, WAIT).await,
         "expected {n} acked, got {}",
-        app.count(|s| &s.acked)
+        app.count(Metrics::acked)
     );
-    assert_eq!(app.count(|s| &s.acked), n, "acked");
-    assert_eq!(app.count(|s| &s.requeued), 0, "requeued");
+    assert_eq!(app.count(Metrics::acked), n, "acked");
+    assert_eq!(app.count(Metrics::requeued), 0, "requeued");
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0, "input");
 }
 
@@ -231,7 +226,7 @@ body_template = '{{"id": "{{{{ data.id }}}}", "type": "{{{{ event_type }}}}", "t
 
     app.listener().wait_for_accepted(4, WAIT).await;
     assert_all_acked(&app, 4).await;
-    assert_eq!(app.count(|s| &s.delivered), 4);
+    assert_eq!(app.count(Metrics::delivered), 4);
     let requests = app.listener().requests();
     assert_eq!(
         requests.len(),
@@ -404,8 +399,8 @@ async fn retry_after_503s_then_success() {
         vec![json!({"id": "req-5f2c9a", "type": "RequestApproved"})]
     );
     assert_all_acked(&app, 1).await;
-    assert_eq!(app.count(|s| &s.delivered), 1);
-    assert_eq!(app.count(|s| &s.dead_lettered), 0);
+    assert_eq!(app.count(Metrics::delivered), 1);
+    assert_eq!(app.count(Metrics::dead_lettered), 0);
     let requests = app.listener().requests();
     let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![503, 503, 200]);
@@ -551,8 +546,8 @@ max_elapsed = "20s"
         .collect();
     assert_eq!(keys.len(), 1, "one idempotency key across attempts");
     assert!(app.listener().accepted().is_empty());
-    assert_eq!(app.count(|s| &s.dead_lettered), 1);
-    assert_eq!(app.count(|s| &s.delivered), 0);
+    assert_eq!(app.count(Metrics::dead_lettered), 1);
+    assert_eq!(app.count(Metrics::delivered), 0);
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);
     app.finish().await;
 }
@@ -586,7 +581,7 @@ max_attempts = 3
         vec![json!({"id": "req-5f2c9a"})]
     );
     assert_all_acked(&app, 1).await;
-    assert_eq!(app.count(|s| &s.delivered), 1);
+    assert_eq!(app.count(Metrics::delivered), 1);
     let requests = app.listener().requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(requests[1].status, 200);
@@ -701,8 +696,8 @@ async fn invalid_events_are_dead_lettered_and_the_worker_keeps_going() {
         1,
         "only the valid event was sent"
     );
-    assert_eq!(app.count(|s| &s.dead_lettered), invalid.len() as u64);
-    assert_eq!(app.count(|s| &s.delivered), 1);
+    assert_eq!(app.count(Metrics::dead_lettered), invalid.len() as u64);
+    assert_eq!(app.count(Metrics::delivered), 1);
     app.finish().await;
 }
 
@@ -761,8 +756,8 @@ body_template = '{"a": {{ data.justification }} }'
         app.listeners[1].requests().is_empty(),
         "bad JSON: never sent"
     );
-    assert_eq!(app.count(|s| &s.dead_lettered), 2);
-    assert_eq!(app.count(|s| &s.delivered), 0);
+    assert_eq!(app.count(Metrics::dead_lettered), 2);
+    assert_eq!(app.count(Metrics::delivered), 0);
     app.finish().await;
 }
 
@@ -790,9 +785,9 @@ requester_emails = ["fox@example.com"]
     app.publish(&sample(Trigger::RequestGranted)).await;
 
     assert_all_acked(&app, 2).await;
-    assert_eq!(app.count(|s| &s.unmatched), 2);
-    assert_eq!(app.count(|s| &s.delivered), 0);
-    assert_eq!(app.count(|s| &s.dead_lettered), 0);
+    assert_eq!(app.count(Metrics::unmatched), 2);
+    assert_eq!(app.count(Metrics::delivered), 0);
+    assert_eq!(app.count(Metrics::dead_lettered), 0);
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);
     assert!(app.listener().requests().is_empty());
     app.finish().await;
@@ -819,7 +814,7 @@ body_template = '{"id": "{{ data.id }}"}'
         .await;
     // The worker declares the topology when it connects: delete the queue only after that.
     assert!(
-        app.wait_count(|s| &s.connections, 1, WAIT).await,
+        app.wait_count(Metrics::connections, 1, WAIT).await,
         "worker connected"
     );
     app.delete_dead_letter_queue().await;
@@ -830,7 +825,7 @@ body_template = '{"id": "{{ data.id }}"}'
     // The worker declares the queue again and stores the dead letter; only then is the input
     // acked.
     assert!(
-        app.wait_count(|s| &s.dead_lettered, 1, WAIT).await,
+        app.wait_count(Metrics::dead_lettered, 1, WAIT).await,
         "the dead letter is stored once its queue is declared again"
     );
     let letters = app.dead_letters(1, WAIT).await;
@@ -840,7 +835,7 @@ body_template = '{"id": "{{ data.id }}"}'
         "the dead letter lands once the queue is back"
     );
     assert_eq!(
-        app.count(|s| &s.acked),
+        app.count(Metrics::acked),
         1,
         "the input is acked with its dead letter stored"
     );
@@ -852,10 +847,10 @@ body_template = '{"id": "{{ data.id }}"}'
     assert_eq!(info.webhook.as_deref(), Some("wrong-token"));
     assert_eq!(info.last_status, Some(401));
     assert_eq!(info.event_id.as_deref(), Some("msg-dlq-gone"));
-    assert_eq!(app.count(|s| &s.acked), 1);
-    assert_eq!(app.count(|s| &s.dead_lettered), 1);
-    assert_eq!(app.count(|s| &s.requeued), 0, "never requeued");
-    assert_eq!(app.count(|s| &s.consumed), 1, "taken from the queue once");
+    assert_eq!(app.count(Metrics::acked), 1);
+    assert_eq!(app.count(Metrics::dead_lettered), 1);
+    assert_eq!(app.count(Metrics::requeued), 0, "never requeued");
+    assert_eq!(app.count(Metrics::consumed), 1, "taken from the queue once");
     assert_eq!(
         app.ready_count(&app.config.amqp.queue).await,
         0,
@@ -914,8 +909,8 @@ body_template = '{"id": "{{ data.id }}", "hook": "wrong-token"}'
     let info = info(&letters[0]);
     assert_eq!(info.webhook.as_deref(), Some("wrong-token"));
     assert_eq!(info.reason, Some(Reason::Rejected));
-    assert_eq!(app.count(|s| &s.delivered), 1);
-    assert_eq!(app.count(|s| &s.dead_lettered), 1);
+    assert_eq!(app.count(Metrics::delivered), 1);
+    assert_eq!(app.count(Metrics::dead_lettered), 1);
     app.finish().await;
 }
 

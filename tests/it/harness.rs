@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use webhook_relay::broker::{Broker, Inbound};
 use webhook_relay::config::{self, Config, Env};
-use webhook_relay::worker::{self, Stats};
+use webhook_relay::ops::metrics::Metrics;
+use webhook_relay::worker;
 
 /// The broker every test shares; `RABBITMQ_URL` overrides it.
 pub fn rabbitmq_url() -> String {
@@ -243,7 +244,7 @@ allowed_ports = [{ports}]
 /// A running in-process worker.
 pub struct RunningWorker {
     pub shutdown: CancellationToken,
-    pub stats: Arc<Stats>,
+    pub metrics: Arc<Metrics>,
     pub handle: tokio::task::JoinHandle<Result<(), worker::WorkerError>>,
 }
 
@@ -272,15 +273,15 @@ impl TestApp {
     /// Starts the worker in-process.
     pub fn start_worker(&mut self) {
         let shutdown = CancellationToken::new();
-        let stats = Arc::new(Stats::default());
+        let metrics = Arc::new(Metrics::new());
         let handle = tokio::spawn(worker::run(
             self.config.clone(),
             shutdown.clone(),
-            stats.clone(),
+            metrics.clone(),
         ));
         self.worker = Some(RunningWorker {
             shutdown,
-            stats,
+            metrics,
             handle,
         });
     }
@@ -295,15 +296,15 @@ impl TestApp {
         let addr = listener.local_addr().expect("local address");
         tokio::spawn(webhook_relay::ops::server::serve(
             listener,
-            worker.stats.clone(),
+            worker.metrics.clone(),
             worker.shutdown.clone(),
         ));
         format!("http://{addr}")
     }
 
     /// The running worker's counters.
-    pub fn stats(&self) -> &Stats {
-        &self.worker.as_ref().expect("worker started").stats
+    pub fn metrics(&self) -> &Metrics {
+        &self.worker.as_ref().expect("worker started").metrics
     }
 
     /// Stops the in-process worker and waits for it.
@@ -423,19 +424,14 @@ impl TestApp {
         check()
     }
 
-    /// The current value of one of the running worker's counters, e.g. `app.count(|s| &s.acked)`.
-    pub fn count(&self, pick: fn(&Stats) -> &AtomicU64) -> u64 {
-        Stats::get(pick(self.stats()))
+    /// The current value of one of the running worker's counters, e.g. `app.count(Metrics::acked)`.
+    pub fn count(&self, pick: fn(&Metrics) -> u64) -> u64 {
+        pick(self.metrics())
     }
 
     /// Waits until the counter picked by `pick` reaches at least `n`; returns whether it did
     /// within `timeout`.
-    pub async fn wait_count(
-        &self,
-        pick: fn(&Stats) -> &AtomicU64,
-        n: u64,
-        timeout: Duration,
-    ) -> bool {
+    pub async fn wait_count(&self, pick: fn(&Metrics) -> u64, n: u64, timeout: Duration) -> bool {
         self.eventually(timeout, || self.count(pick) >= n).await
     }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
 use webhook_relay::broker::topology;
+use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::pipeline::event::Trigger;
 use webhook_relay::pipeline::outcome::Reason;
 
@@ -136,13 +137,16 @@ async fn a_message_with_80_kb_of_headers_is_settled_without_losing_the_connectio
 
     let letters = app.dead_letters(2, WAIT).await;
     assert_eq!(letters.len(), 2, "both events dead-lettered for `bad`");
-    assert!(app.wait_count(|s| &s.acked, 2, WAIT).await, "both settled");
+    assert!(
+        app.wait_count(Metrics::acked, 2, WAIT).await,
+        "both settled"
+    );
     assert_eq!(
         ids_received(&app),
         BTreeMap::from([("after".into(), 2), ("big-headers".into(), 2)]),
         "each event reached each webhook once (good: 200, bad: 401)"
     );
-    assert_eq!(app.count(|s| &s.connections), 1, "never disconnected");
+    assert_eq!(app.count(Metrics::connections), 1, "never disconnected");
     let big = letters
         .iter()
         .find(|l| String::from_utf8_lossy(&l.body).contains("big-headers"))
@@ -191,8 +195,8 @@ async fn a_very_long_event_id_is_bounded_in_keys_and_headers() {
         assert!(key.len() < 200, "{} bytes", key.len());
         assert_eq!(request.header("x-relay-event-id"), Some(id.as_str()));
     }
-    assert!(app.wait_count(|s| &s.acked, 1, WAIT).await);
-    assert_eq!(app.count(|s| &s.connections), 1);
+    assert!(app.wait_count(Metrics::acked, 1, WAIT).await);
+    assert_eq!(app.count(Metrics::connections), 1);
     app.finish().await;
 }
 
@@ -229,7 +233,7 @@ async fn a_message_over_max_message_bytes_is_dead_lettered_unparsed() {
         app.listener().wait_for_accepted(1, WAIT).await,
         vec![json!({"id": "small"})]
     );
-    assert!(app.wait_count(|s| &s.acked, 2, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 2, WAIT).await);
     app.finish().await;
 }
 
@@ -243,7 +247,7 @@ async fn reconnects_back_off_while_every_connection_dies_at_once() {
         .webhook(GOOD)
         .start()
         .await;
-    assert!(app.wait_count(|s| &s.connections, 1, WAIT).await);
+    assert!(app.wait_count(Metrics::connections, 1, WAIT).await);
     let before = proxy.connection_count();
     // Sever every connection as soon as it is made, for 3 seconds.
     let flapping = Duration::from_secs(3);
@@ -301,10 +305,10 @@ async fn a_backlog_of_large_events_stays_inside_the_memory_budget() {
             .len(),
         EVENTS
     );
-    assert!(app.wait_count(|s| &s.acked, EVENTS as u64, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, EVENTS as u64, WAIT).await);
     // The monitor polls the peak every 100 ms.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let metrics = app.stats().metrics.render();
+    let metrics = app.metrics().render();
     let peak = metric(&metrics, "relay_in_flight_bytes_peak");
     assert!(peak >= BODY as f64, "the peak was recorded: {peak}");
     assert!(
@@ -414,7 +418,7 @@ async fn a_failing_dead_letter_store_pauses_intake_and_never_resends() {
     for leak in ["guest", "127.0.0.1", "5672"] {
         assert!(!body.contains(leak), "{leak} in {body}");
     }
-    assert!(metric(&app.stats().metrics.render(), "relay_store_held_messages") >= 1.0);
+    assert!(metric(&app.metrics().render(), "relay_store_held_messages") >= 1.0);
     // Intake is paused: the next event stays in the queue.
     app.publish(&event("second")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -423,7 +427,7 @@ async fn a_failing_dead_letter_store_pauses_intake_and_never_resends() {
     app.delete_dead_letter_queue().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        app.count(|s| &s.acked),
+        app.count(Metrics::acked),
         0,
         "never acked without its dead letter"
     );
@@ -431,7 +435,7 @@ async fn a_failing_dead_letter_store_pauses_intake_and_never_resends() {
 
     app.redeclare_topology().await;
     assert!(
-        app.wait_count(|s| &s.acked, 2, WAIT).await,
+        app.wait_count(Metrics::acked, 2, WAIT).await,
         "both settle once the store works"
     );
     assert_eq!(
@@ -445,8 +449,8 @@ async fn a_failing_dead_letter_store_pauses_intake_and_never_resends() {
         BTreeMap::from([("first".into(), 2), ("second".into(), 2)]),
         "each event reached each webhook once (good: 200, bad: 401)"
     );
-    assert_eq!(app.count(|s| &s.requeued), 0);
-    assert_eq!(app.count(|s| &s.consumed), 2);
+    assert_eq!(app.count(Metrics::requeued), 0);
+    assert_eq!(app.count(Metrics::consumed), 2);
     app.finish().await;
 }
 
@@ -518,7 +522,7 @@ async fn allow_idle_waits_for_a_webhook_and_a_reload_to_none_is_refused() {
     app.config = idle.clone();
 
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let stats = std::sync::Arc::new(webhook_relay::worker::Stats::default());
+    let stats = std::sync::Arc::new(webhook_relay::ops::metrics::Metrics::new());
     let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
     let worker = tokio::spawn(webhook_relay::worker::run_with_reloads(
         idle.clone(),
@@ -564,16 +568,9 @@ async fn allow_idle_waits_for_a_webhook_and_a_reload_to_none_is_refused() {
     std::fs::write(&relay_toml, text.replacen("allow_idle = true\n", "", 1)).unwrap();
     let empty = std::sync::Arc::new(webhook_relay::config::load(app.config_dir(), &env).unwrap());
     reloads.send(empty).await.unwrap();
-    assert!(
-        app.eventually(WAIT, || stats
-            .reloads_refused
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1)
-            .await
-    );
+    assert!(app.eventually(WAIT, || stats.reloads_refused() >= 1).await);
     assert!(
         stats
-            .metrics
             .render()
             .contains("relay_config_reloads_total{result=\"failure\"} 1")
     );
@@ -646,6 +643,6 @@ async fn forged_retry_headers_are_clamped_and_malformed_ones_start_afresh() {
         app.listener().wait_for_accepted(1, WAIT).await,
         vec![json!({"id": "malformed"})]
     );
-    assert!(app.wait_count(|s| &s.acked, 2, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 2, WAIT).await);
     app.finish().await;
 }

@@ -5,6 +5,7 @@ use crate::harness::{app, sample_with};
 use crate::support::logzio::TEST_TOKEN;
 use crate::support::proxy::TcpProxy;
 use std::time::Duration;
+use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::pipeline::event::{Trigger, sample};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -61,7 +62,7 @@ body_template = '{"id": "{{ data.id }}"}'
     app.publish(&sample(Trigger::RequestGranted)).await;
     app.publish(&sample(Trigger::Manual)).await;
     app.publish_raw(b"not json", "junk", None).await;
-    assert!(app.wait_count(|s| &s.acked, 6, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 6, WAIT).await);
 
     let (status, metrics) = get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);

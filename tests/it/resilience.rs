@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::pipeline::event::Trigger;
-use webhook_relay::worker::{self, Stats};
+use webhook_relay::worker;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -87,7 +88,7 @@ async fn broker_connection_cut_mid_delivery_reconnects_and_loses_nothing() {
         .start()
         .await;
     assert!(
-        app.eventually(WAIT, || Stats::get(&app.stats().connections) == 1)
+        app.eventually(WAIT, || app.metrics().connections() == 1)
             .await,
         "the worker connects through the proxy"
     );
@@ -108,7 +109,7 @@ async fn broker_connection_cut_mid_delivery_reconnects_and_loses_nothing() {
         "the worker reconnects through the proxy"
     );
     assert!(
-        app.eventually(WAIT, || Stats::get(&app.stats().connections) >= 2)
+        app.eventually(WAIT, || app.metrics().connections() >= 2)
             .await,
         "the worker counts a second connection"
     );
@@ -122,10 +123,10 @@ async fn broker_connection_cut_mid_delivery_reconnects_and_loses_nothing() {
         received_ids(app.listener())
     );
     assert!(
-        app.eventually(WAIT, || Stats::get(&app.stats().acked) >= all.len() as u64)
+        app.eventually(WAIT, || app.metrics().acked() >= all.len() as u64)
             .await,
         "every event is acked in the end (acked {})",
-        Stats::get(&app.stats().acked)
+        app.metrics().acked()
     );
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     assert_eq!(
@@ -154,7 +155,7 @@ async fn broker_refusing_for_a_while_then_back_the_worker_retries_and_resumes() 
         .start()
         .await;
     assert!(
-        app.eventually(WAIT, || Stats::get(&app.stats().connections) == 1)
+        app.eventually(WAIT, || app.metrics().connections() == 1)
             .await,
         "the worker connects through the proxy"
     );
@@ -178,12 +179,12 @@ async fn broker_refusing_for_a_while_then_back_the_worker_retries_and_resumes() 
         refused <= 15,
         "the worker backs off (refused {refused} in 1s)"
     );
-    assert_eq!(Stats::get(&app.stats().connections), 1, "no connection yet");
+    assert_eq!(app.metrics().connections(), 1, "no connection yet");
     assert!(!worker_finished(&app), "the worker did not give up");
 
     proxy.set_refusing(false);
     assert!(
-        app.eventually(WAIT, || Stats::get(&app.stats().connections) >= 2)
+        app.eventually(WAIT, || app.metrics().connections() >= 2)
             .await,
         "the worker reconnects once the broker is back"
     );
@@ -195,10 +196,9 @@ async fn broker_refusing_for_a_while_then_back_the_worker_retries_and_resumes() 
         received_ids(app.listener())
     );
     assert!(
-        app.eventually(WAIT, || Stats::get(&app.stats().acked) >= 7)
-            .await,
+        app.eventually(WAIT, || app.metrics().acked() >= 7).await,
         "every event is acked (acked {})",
-        Stats::get(&app.stats().acked)
+        app.metrics().acked()
     );
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     assert!(!worker_finished(&app), "the worker is still running");
@@ -222,7 +222,7 @@ async fn broker_unreachable_at_start_is_a_quick_error_with_the_password_masked()
         worker::run(
             app.config.clone(),
             CancellationToken::new(),
-            Arc::new(Stats::default()),
+            Arc::new(Metrics::new()),
         ),
     )
     .await

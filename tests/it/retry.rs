@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
 use webhook_relay::broker::{Inbound, topology};
 use webhook_relay::config::QueueType;
+use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::pipeline::event::Trigger;
 use webhook_relay::pipeline::outcome::Reason;
 
@@ -144,9 +145,9 @@ retry_window = "5s"
     let ids = publish_ids(&app, "happy", 20).await;
 
     assert!(
-        app.wait_count(|s| &s.acked, 20, WAIT).await,
+        app.wait_count(Metrics::acked, 20, WAIT).await,
         "all acked; acked = {}",
-        app.count(|s| &s.acked)
+        app.count(Metrics::acked)
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let received = received_ids(app.listener());
@@ -156,13 +157,17 @@ retry_window = "5s"
     );
     assert_eq!(app.listener().requests().len(), 22, "20 events + 2 retries");
     assert_eq!(app.listener().accepted().len(), 20, "each delivered once");
-    assert_eq!(app.count(|s| &s.consumed), 20, "one consume per event");
-    assert_eq!(app.count(|s| &s.acked), 20, "one ack per event");
-    assert_eq!(app.count(|s| &s.delivered), 20);
-    assert_eq!(app.count(|s| &s.parked), 0, "nothing parked");
-    assert_eq!(app.count(|s| &s.retries_consumed), 0, "no retry-queue pass");
-    assert_eq!(app.count(|s| &s.dead_lettered), 0);
-    assert_eq!(app.count(|s| &s.requeued), 0);
+    assert_eq!(app.count(Metrics::consumed), 20, "one consume per event");
+    assert_eq!(app.count(Metrics::acked), 20, "one ack per event");
+    assert_eq!(app.count(Metrics::delivered), 20);
+    assert_eq!(app.count(Metrics::parked), 0, "nothing parked");
+    assert_eq!(
+        app.count(Metrics::retries_consumed),
+        0,
+        "no retry-queue pass"
+    );
+    assert_eq!(app.count(Metrics::dead_lettered), 0);
+    assert_eq!(app.count(Metrics::requeued), 0);
     assert_eq!(app.retry_path_count("approvals").await, 0);
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);
@@ -190,7 +195,7 @@ retry_window = "1ms"
         .start()
         .await;
     // The worker declared the retry path when it connected; take the wait queues away.
-    assert!(app.wait_count(|s| &s.connections, 1, WAIT).await);
+    assert!(app.wait_count(Metrics::connections, 1, WAIT).await);
     let hook = app.config.webhook("flaky").unwrap().clone();
     for tier in topology::tiers(&hook.delivery) {
         let name = topology::wait_queue(&app.config.amqp.queue, "flaky", tier);
@@ -209,17 +214,17 @@ retry_window = "1ms"
         "delivered from the retry path"
     );
     assert!(
-        app.wait_count(|s| &s.acked, 2, WAIT).await,
+        app.wait_count(Metrics::acked, 2, WAIT).await,
         "input and retry acked"
     );
-    assert_eq!(app.count(|s| &s.requeued), 0, "never requeued");
+    assert_eq!(app.count(Metrics::requeued), 0, "never requeued");
     assert_eq!(
-        app.count(|s| &s.parked),
+        app.count(Metrics::parked),
         1,
         "parked once it could be stored"
     );
-    assert_eq!(app.count(|s| &s.consumed), 1, "the input was taken once");
-    assert_eq!(app.count(|s| &s.retries_consumed), 1);
+    assert_eq!(app.count(Metrics::consumed), 1, "the input was taken once");
+    assert_eq!(app.count(Metrics::retries_consumed), 1);
     assert_eq!(app.listener().requests().len(), 2, "503, then 200");
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);
@@ -259,19 +264,19 @@ retry_window = "200ms"
 
     // Parked while the endpoint still fails: the input is acked (the only ack so far).
     assert!(
-        app.wait_count(|s| &s.parked, 1, WAIT).await,
+        app.wait_count(Metrics::parked, 1, WAIT).await,
         "the delivery is parked"
     );
     assert!(
         flaky.accepted().is_empty(),
         "the endpoint still fails when the delivery is parked"
     );
-    assert_eq!(app.count(|s| &s.consumed), 1);
-    assert!(app.count(|s| &s.acked) >= 1, "the input is acked");
+    assert_eq!(app.count(Metrics::consumed), 1);
+    assert!(app.count(Metrics::acked) >= 1, "the input is acked");
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     assert_eq!(healthy.wait_for_accepted(1, WAIT).await.len(), 1);
     assert!(
-        app.eventually(WAIT, || app.count(|s| &s.retries_consumed) >= 1)
+        app.eventually(WAIT, || app.count(Metrics::retries_consumed) >= 1)
             .await,
         "the delivery comes back from its retry queue"
     );
@@ -283,7 +288,7 @@ retry_window = "200ms"
         retry_path_drained(&app, "flaky", WAIT).await,
         "the retry path drains"
     );
-    assert!(app.wait_count(|s| &s.delivered, 2, WAIT).await);
+    assert!(app.wait_count(Metrics::delivered, 2, WAIT).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let requests = flaky.requests();
@@ -297,7 +302,7 @@ retry_window = "200ms"
         .map(|r| r.header("idempotency-key").unwrap_or("?").to_string())
         .collect();
     assert_eq!(keys.len(), 1, "one idempotency key across passes: {keys:?}");
-    let passes = app.count(|s| &s.retries_consumed) as usize;
+    let passes = app.count(Metrics::retries_consumed) as usize;
     let in_window = requests.len() - passes;
     assert!(
         (1..=2).contains(&in_window),
@@ -305,7 +310,7 @@ retry_window = "200ms"
         requests.len()
     );
     assert_eq!(
-        app.count(|s| &s.parked) as usize,
+        app.count(Metrics::parked) as usize,
         passes,
         "parked once from the input, then again by every pass but the last"
     );
@@ -314,10 +319,14 @@ retry_window = "200ms"
         1,
         "the healthy webhook got it once"
     );
-    assert_eq!(app.count(|s| &s.consumed), 1, "the input was consumed once");
-    assert_eq!(app.count(|s| &s.delivered), 2);
-    assert_eq!(app.count(|s| &s.dead_lettered), 0);
-    assert_eq!(app.count(|s| &s.requeued), 0);
+    assert_eq!(
+        app.count(Metrics::consumed),
+        1,
+        "the input was consumed once"
+    );
+    assert_eq!(app.count(Metrics::delivered), 2);
+    assert_eq!(app.count(Metrics::dead_lettered), 0);
+    assert_eq!(app.count(Metrics::requeued), 0);
     assert_eq!(app.retry_path_count("healthy").await, 0);
     assert_eq!(app.ready_count(&app.config.amqp.dead_letter_queue).await, 0);
     app.finish().await;
@@ -358,15 +367,15 @@ retry_window = "150ms"
         "the original routing key, not the retry queue's name"
     );
     assert_eq!(letters[0].message_id(), Some("budget-1"));
-    assert!(app.wait_count(|s| &s.dead_lettered, 1, WAIT).await);
+    assert!(app.wait_count(Metrics::dead_lettered, 1, WAIT).await);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(app.listener().requests().len(), 4, "exactly four requests");
     assert!(
-        app.count(|s| &s.retries_consumed) >= 1,
+        app.count(Metrics::retries_consumed) >= 1,
         "at least one attempt came from the retry queue"
     );
-    assert_eq!(app.count(|s| &s.dead_lettered), 1);
-    assert_eq!(app.count(|s| &s.consumed), 1);
+    assert_eq!(app.count(Metrics::dead_lettered), 1);
+    assert_eq!(app.count(Metrics::consumed), 1);
     assert_eq!(app.retry_path_count("down").await, 0);
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     app.finish().await;
@@ -412,7 +421,7 @@ retry_window = "200ms"
         "no attempt after max_elapsed: the last came {span:?} after the first"
     );
     assert!(
-        app.count(|s| &s.retries_consumed) >= 1,
+        app.count(Metrics::retries_consumed) >= 1,
         "the budget ran out on the retry path"
     );
     assert_eq!(app.retry_path_count("down").await, 0);
@@ -449,9 +458,9 @@ retry_window = "1ms"
     // Attempt 1 from the input, attempt 2 from the retry queue (after the 1s tier), each
     // parked again: 4 parkings. Attempt 3 would come after the 2s tier.
     assert!(
-        app.wait_count(|s| &s.parked, 4, WAIT).await,
+        app.wait_count(Metrics::parked, 4, WAIT).await,
         "two failures per webhook; parked = {}",
-        app.count(|s| &s.parked)
+        app.count(Metrics::parked)
     );
     app.stop_worker().await;
     assert_eq!(app.listeners[0].requests().len(), 2);
@@ -513,7 +522,7 @@ retry_window = "1ms"
         app.listeners[1].wait_for_accepted(1, WAIT).await,
         vec![json!({"id": "restart-1"})]
     );
-    assert!(app.wait_count(|s| &s.acked, 2, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 2, WAIT).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         app.listeners[0].requests().len(),
@@ -525,10 +534,14 @@ retry_window = "1ms"
         3,
         "two failures, then 200"
     );
-    assert_eq!(app.count(|s| &s.consumed), 0, "the input was acked before");
-    assert_eq!(app.count(|s| &s.retries_consumed), 2);
-    assert_eq!(app.count(|s| &s.delivered), 1);
-    assert_eq!(app.count(|s| &s.dead_lettered), 1);
+    assert_eq!(
+        app.count(Metrics::consumed),
+        0,
+        "the input was acked before"
+    );
+    assert_eq!(app.count(Metrics::retries_consumed), 2);
+    assert_eq!(app.count(Metrics::delivered), 1);
+    assert_eq!(app.count(Metrics::dead_lettered), 1);
     assert_eq!(app.retry_path_count("gives-up").await, 0);
     assert_eq!(app.retry_path_count("recovers").await, 0);
     app.finish().await;
@@ -571,20 +584,20 @@ circuit_cooldown = "1s"
     // The first requests (one per concurrency slot) time out and open the circuit; every
     // other delivery is parked without a request, so the input drains at once.
     assert!(
-        app.wait_count(|s| &s.consumed, N as u64, WAIT).await,
+        app.wait_count(Metrics::consumed, N as u64, WAIT).await,
         "consumed = {}",
-        app.count(|s| &s.consumed)
+        app.count(Metrics::consumed)
     );
     assert!(
-        app.eventually(Duration::from_secs(3), || app.count(|s| &s.acked)
+        app.eventually(Duration::from_secs(3), || app.count(Metrics::acked)
             >= N as u64)
             .await,
         "every input acked quickly; acked = {}",
-        app.count(|s| &s.acked)
+        app.count(Metrics::acked)
     );
     let drained_in = published.elapsed();
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
-    assert!(app.count(|s| &s.parked) >= N as u64);
+    assert!(app.count(Metrics::parked) >= N as u64);
 
     // While the circuit stays open, only probes reach the endpoint (one per cooldown).
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -600,9 +613,9 @@ circuit_cooldown = "1s"
     let before_recovery = listener.requests().len();
     listener.set_hang(false);
     assert!(
-        app.wait_count(|s| &s.delivered, N as u64, WAIT).await,
+        app.wait_count(Metrics::delivered, N as u64, WAIT).await,
         "delivered = {}",
-        app.count(|s| &s.delivered)
+        app.count(Metrics::delivered)
     );
     assert!(retry_path_drained(&app, "hanging", WAIT).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -617,9 +630,13 @@ circuit_cooldown = "1s"
         (N - 2..=N + 6).contains(&after_recovery),
         "about one request per event after the recovery, got {after_recovery}"
     );
-    assert_eq!(app.count(|s| &s.delivered), N as u64);
-    assert_eq!(app.count(|s| &s.dead_lettered), 0);
-    assert_eq!(app.count(|s| &s.consumed), N as u64, "no input redelivered");
+    assert_eq!(app.count(Metrics::delivered), N as u64);
+    assert_eq!(app.count(Metrics::dead_lettered), 0);
+    assert_eq!(
+        app.count(Metrics::consumed),
+        N as u64,
+        "no input redelivered"
+    );
     app.finish().await;
 }
 
@@ -661,37 +678,37 @@ circuit_cooldown = "1s"
         "the healthy webhook gets every event while the other hangs"
     );
     assert!(
-        app.wait_count(|s| &s.consumed, N as u64, WAIT).await,
+        app.wait_count(Metrics::consumed, N as u64, WAIT).await,
         "every input consumed"
     );
     assert!(
-        app.eventually(WAIT, || app.count(|s| &s.parked) >= N as u64)
+        app.eventually(WAIT, || app.count(Metrics::parked) >= N as u64)
             .await,
         "every delivery to the hanging webhook is parked; parked = {}",
-        app.count(|s| &s.parked)
+        app.count(Metrics::parked)
     );
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 0);
     let healthy_ids = received_ids(healthy);
     assert_eq!(healthy_ids.keys().cloned().collect::<BTreeSet<_>>(), all);
     assert!(healthy_ids.values().all(|n| *n == 1), "each once");
     assert!(
-        app.wait_count(|s| &s.delivered, N as u64, WAIT).await,
+        app.wait_count(Metrics::delivered, N as u64, WAIT).await,
         "delivered = {}",
-        app.count(|s| &s.delivered)
+        app.count(Metrics::delivered)
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        app.count(|s| &s.delivered),
+        app.count(Metrics::delivered),
         N as u64,
         "only the healthy webhook's deliveries succeeded so far"
     );
 
     hanging.set_hang(false);
     assert!(
-        app.wait_count(|s| &s.delivered, 2 * N as u64, Duration::from_secs(15))
+        app.wait_count(Metrics::delivered, 2 * N as u64, Duration::from_secs(15))
             .await,
         "delivered = {}",
-        app.count(|s| &s.delivered)
+        app.count(Metrics::delivered)
     );
     assert!(retry_path_drained(&app, "hanging", WAIT).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -708,8 +725,12 @@ circuit_cooldown = "1s"
         N,
         "the healthy one got nothing more"
     );
-    assert_eq!(app.count(|s| &s.consumed), N as u64, "no input redelivered");
-    assert_eq!(app.count(|s| &s.dead_lettered), 0);
+    assert_eq!(
+        app.count(Metrics::consumed),
+        N as u64,
+        "no input redelivered"
+    );
+    assert_eq!(app.count(Metrics::dead_lettered), 0);
     assert_eq!(app.retry_path_count("healthy").await, 0);
     app.finish().await;
 }
@@ -757,7 +778,7 @@ retry_window = "1ms"
     assert_eq!(info.reason, Some(Reason::RedeliveryLimit));
     assert_eq!(info.attempts, Some(0), "unprocessed");
     assert_eq!(letters[0].message_id(), Some("poison"));
-    assert!(app.wait_count(|s| &s.acked, 1, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 1, WAIT).await);
     assert!(
         app.listener().requests().is_empty(),
         "no request for the poison message"
@@ -771,11 +792,11 @@ retry_window = "1ms"
         vec![json!({"id": "good-1"})]
     );
     assert!(retry_path_drained(&app, "approvals", WAIT).await);
-    assert!(app.wait_count(|s| &s.acked, 3, WAIT).await);
+    assert!(app.wait_count(Metrics::acked, 3, WAIT).await);
     assert_eq!(app.listener().requests().len(), 2, "one 503, one 200");
-    assert_eq!(app.count(|s| &s.parked), 1);
-    assert_eq!(app.count(|s| &s.retries_consumed), 1);
-    assert_eq!(app.count(|s| &s.dead_lettered), 1);
+    assert_eq!(app.count(Metrics::parked), 1);
+    assert_eq!(app.count(Metrics::retries_consumed), 1);
+    assert_eq!(app.count(Metrics::dead_lettered), 1);
     assert_eq!(app.ready_count(&queue).await, 0);
     app.finish().await;
 }
@@ -994,7 +1015,7 @@ async fn several_broker_urls_are_tried_in_turn() {
         app.listener().wait_for_accepted(1, WAIT).await,
         vec![json!({"id": "urls-1"})]
     );
-    assert!(app.wait_count(|s| &s.acked, 1, WAIT).await);
-    assert_eq!(app.count(|s| &s.connections), 1);
+    assert!(app.wait_count(Metrics::acked, 1, WAIT).await);
+    assert_eq!(app.count(Metrics::connections), 1);
     app.finish().await;
 }

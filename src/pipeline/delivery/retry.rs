@@ -147,7 +147,7 @@ pub(super) async fn deliver(
         {
             tracing::warn!(webhook = %request.webhook.name, circuit = %state, "circuit state changed");
             if let Some(m) = deliverer.webhook_metrics(&request.webhook.name) {
-                m.circuit.set(crate::ops::metrics::circuit_value(state));
+                m.circuit.set(state.as_gauge());
             }
         }
         let retry_after = match attempt.verdict {
