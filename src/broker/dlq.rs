@@ -6,14 +6,14 @@
 //! that succeeded, or whose new dead letter is confirmed, removes a dead letter; only a purge
 //! deletes one.
 
-use crate::broker::dead_letter::{DeadLetter, DeadLetterInfo};
+use crate::broker::dead_letter::DeadLetterInfo;
+use crate::broker::settle::{Fate, SettleContext, Settled, WebhookOutcome, settle};
 use crate::broker::{AmqpError, Broker, Inbound};
 use crate::config::Config;
 use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
 use crate::pipeline::event;
 use crate::pipeline::outcome::{Failure, Outcome, Reason};
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 /// One dead letter as read from the queue.
@@ -195,44 +195,36 @@ pub async fn replay_one(
             }
         }
     };
-    let handle = &entry.message.handle;
-    let result = match outcome {
-        Outcome::Delivered { attempts, .. } => match handle.ack().await {
-            Ok(()) => ReplayResult::Delivered { attempts },
-            Err(e) => ReplayResult::Skipped(format!(
-                "delivered, but the dead letter could not be removed ({e}); it stays queued"
-            )),
-        },
-        Outcome::DeadLetter(failure) => {
-            let letter = DeadLetter {
-                webhook: Some(name.to_string()),
-                event_id: Some(event.id.clone()),
-                failure: failure.clone(),
-                failed_at: SystemTime::now(),
-            };
-            let routing_key = entry
-                .info
-                .routing_key
-                .clone()
-                .unwrap_or_else(|| event.trigger.as_str().to_string());
-            let properties = letter.properties(&entry.message.properties, &routing_key);
-            match handle.publish_dead_letter(entry.body(), properties).await {
-                Ok(()) => match handle.ack().await {
-                    Ok(()) => ReplayResult::FailedAgain(failure),
-                    Err(e) => ReplayResult::Skipped(format!(
-                        "failed again and re-dead-lettered, but the old dead letter could not \
-                         be removed ({e})"
-                    )),
-                },
-                Err(e) => ReplayResult::Skipped(format!(
-                    "failed again ({}) and the new dead letter was not confirmed ({e}); the old \
-                     one stays",
-                    failure.last_error
-                )),
-            }
+    let context = SettleContext::standalone(cancel.clone());
+    let outcomes = [WebhookOutcome {
+        webhook: Some(Arc::clone(webhook)),
+        outcome: outcome.clone(),
+    }];
+    let fate = Fate::Outcomes {
+        event_id: Some(&event.id),
+        outcomes: &outcomes,
+    };
+    let result = match (outcome, settle(&entry.message, fate, &context).await) {
+        (Outcome::Delivered { attempts, .. }, Settled::Acked { .. }) => {
+            ReplayResult::Delivered { attempts }
         }
+        (Outcome::DeadLetter(failure), Settled::Acked { .. }) => ReplayResult::FailedAgain(failure),
+        (Outcome::Delivered { .. }, Settled::Lost(e)) => ReplayResult::Skipped(format!(
+            "delivered, but the dead letter could not be removed ({e}); it stays queued"
+        )),
+        (_, Settled::Lost(e)) => ReplayResult::Skipped(format!(
+            "failed again and re-dead-lettered, but the old dead letter could not be removed ({e})"
+        )),
+        (outcome, Settled::Requeued { reason }) => ReplayResult::Skipped(format!(
+            "failed again ({}) and the new dead letter was not confirmed ({reason}); the old one \
+             stays",
+            match outcome {
+                Outcome::DeadLetter(failure) => failure.last_error,
+                other => other.label(),
+            }
+        )),
         // Turned into a dead letter above.
-        Outcome::Park(parked) => ReplayResult::Skipped(format!(
+        (Outcome::Park(parked), _) => ReplayResult::Skipped(format!(
             "still failing ({}); the dead letter stays",
             parked.last_error
         )),

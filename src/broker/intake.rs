@@ -10,7 +10,8 @@
 //! received until its [`Inbound`] is dropped, after it is settled.
 
 use super::flow::{Account, Budget, LaneState, Window, plan};
-use super::{AmqpError, Inbound, Settler};
+use super::inbound::Settler;
+use super::{AmqpError, Inbound};
 use crate::redact::Redactor;
 use futures_util::StreamExt;
 use futures_util::stream::{BoxStream, SelectAll};

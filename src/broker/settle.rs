@@ -1,27 +1,37 @@
 //! Settling one message: the only place that decides its fate, by the audit-trail rule
-//! **ack only what is safe somewhere**. The message is an input event or a delivery coming
-//! back from a webhook's retry queue; both settle the same way.
+//! **ack only what is safe somewhere**, and the only place that acks, nacks or requeues
+//! (lapin's ack and nack options appear in this file alone). Every way a message ends is a
+//! [`Fate`] handed to [`settle`]:
 //!
-//! - Every outcome final: each dead letter confirmed by the broker, each parked delivery
-//!   confirmed in its webhook's retry path. Then ack.
-//! - A dead letter or parked delivery the broker does not confirm (the queue was deleted, the
-//!   broker nacks, the publish channel failed): the outcomes are kept and only the store is
-//!   retried, with backoff, until it works. The endpoints are never asked again because the
-//!   broker side failed. While any message waits so, [`StoreHealth`] says the store is
-//!   failing: the worker stops taking new messages and reports not ready. A queue that went
-//!   missing is declared again when `amqp.declare = true`.
-//! - Shutdown (or a lost connection) while waiting: requeue, so the message is not lost. That
-//!   is the one path that delivers an event again to webhooks that already had it.
+//! - [`Fate::Outcomes`], for an input event or a delivery back from a retry queue: every
+//!   outcome final (each dead letter confirmed by the broker, each parked delivery confirmed
+//!   in its webhook's retry path), then ack. A dead letter or park the broker does not
+//!   confirm (the queue was deleted, the broker nacks, the publish channel failed) keeps its
+//!   outcome and only the store is retried, with backoff, until it works: the endpoints are
+//!   never asked again because the broker side failed. While any message waits so,
+//!   [`StoreHealth`] says the store is failing: the worker stops taking new messages and
+//!   reports not ready. A queue that went missing is declared again when
+//!   `amqp.declare = true`. Shutdown (or a lost connection) while waiting requeues the
+//!   message, so it is not lost: the one path that delivers an event again to webhooks that
+//!   already had it. A replay (`dlq replay`) settles its dead letter the same way.
+//! - [`Fate::PutBack`]: it cannot be processed now (its webhook was removed by a reload); it
+//!   goes back to its queue after a pause.
+//! - [`Fate::Release`]: a reader looked at it and returns it untouched.
+//! - [`Fate::Remove`]: an operator removed it (`dlq purge`); acked with nothing stored.
 //!
 //! An ack or requeue that fails because the channel is gone needs nothing more: the broker
 //! redelivers every unacked message of a closed channel.
 
 use crate::broker::dead_letter::{self, DeadLetter};
-use crate::broker::{AmqpError, Inbound, SettleHandle};
-use crate::config::Webhook;
+use crate::broker::publish::Publisher;
+use crate::broker::{AmqpError, Inbound, topology};
+use crate::config::{QueueType, Webhook};
 use crate::pipeline::event::EventId;
 use crate::pipeline::outcome::Outcome;
 use backon::BackoffBuilder;
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -47,10 +57,29 @@ pub struct WebhookOutcome {
     pub outcome: Outcome,
 }
 
+/// How a message is to end: the one input of [`settle`].
+#[derive(Debug, Clone, Copy)]
+pub enum Fate<'a> {
+    /// The outcomes of every webhook it was for (none when it matched nothing): dead letters
+    /// and parked deliveries are stored, each confirmed, then the message is acked.
+    Outcomes {
+        /// The event's identity, when it decoded far enough to have one.
+        event_id: Option<&'a EventId>,
+        /// One per webhook, or one for the message alone.
+        outcomes: &'a [WebhookOutcome],
+    },
+    /// It cannot be processed now: back to its queue after [`REQUEUE_PAUSE`], saying why.
+    PutBack(&'a str),
+    /// Taken only to be looked at: back to its queue at once, untouched.
+    Release,
+    /// Removed by an operator: acked with nothing stored.
+    Remove,
+}
+
 /// What happened to the message.
 #[derive(Debug)]
 pub enum Settled {
-    /// Acked: every outcome was final and stored.
+    /// Acked: every outcome was final and stored (or an operator removed it).
     Acked {
         /// Deliveries that succeeded.
         delivered: usize,
@@ -108,8 +137,8 @@ impl Drop for Held {
     }
 }
 
-/// What settling needs besides the message: the worker's store health, and the token that
-/// ends waiting for the store (shutdown or a lost connection).
+/// What settling needs besides the message: the store health to report to, and the token
+/// that ends waiting for the store (shutdown, a lost connection, a replay's deadline).
 #[derive(Clone)]
 pub struct SettleContext {
     /// Where a failing store is reported.
@@ -118,17 +147,59 @@ pub struct SettleContext {
     pub cancel: CancellationToken,
 }
 
-/// Settles `message` given the outcomes of every webhook it was for (none when it matched
-/// nothing). Dead letters and parked deliveries are published one per (event, webhook), each
-/// confirmed, before the ack; one that is not confirmed is tried again (see the module docs).
-pub async fn settle(
-    message: Inbound,
-    event_id: Option<&EventId>,
-    outcomes: &[WebhookOutcome],
+impl SettleContext {
+    /// A context with a store health of its own, for a one-off settle (the CLI's `dlq`).
+    pub fn standalone(cancel: CancellationToken) -> SettleContext {
+        SettleContext {
+            health: StoreHealth::new(),
+            cancel,
+        }
+    }
+}
+
+/// Settles `message` as `fate` says. See the module docs for each fate.
+pub async fn settle(message: &Inbound, fate: Fate<'_>, context: &SettleContext) -> Settled {
+    let letter = Letter {
+        body: &message.body,
+        properties: &message.properties,
+        routing_key: message.original_routing_key(),
+    };
+    decide(&message.handle, &letter, fate, context).await
+}
+
+/// [`Fate::Release`]: returns a message that was only looked at to its queue at once.
+pub async fn release(message: &Inbound) -> Result<(), AmqpError> {
+    let context = SettleContext::standalone(CancellationToken::new());
+    match settle(message, Fate::Release, &context).await {
+        Settled::Lost(e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The parts of a message that its dead letters and parked deliveries copy.
+struct Letter<'a> {
+    body: &'a [u8],
+    properties: &'a BasicProperties,
+    routing_key: String,
+}
+
+/// What settling does to a message, over any [`Handle`]: generic so that every way a message
+/// ends is unit-tested without a broker.
+async fn decide(
+    handle: &impl Handle,
+    letter: &Letter<'_>,
+    fate: Fate<'_>,
     context: &SettleContext,
 ) -> Settled {
-    let handle = &message.handle;
-    let routing_key = message.original_routing_key();
+    let (event_id, outcomes) = match fate {
+        Fate::Outcomes { event_id, outcomes } => (event_id, outcomes),
+        Fate::PutBack(reason) => {
+            tokio::time::sleep(REQUEUE_PAUSE).await;
+            return requeue(handle, reason).await;
+        }
+        Fate::Release => return requeue(handle, "released unchanged").await,
+        Fate::Remove => return ack(handle, (0, 0, 0)).await,
+    };
     let (mut delivered, mut dead_lettered, mut parked) = (0, 0, 0);
     let now = SystemTime::now();
     for item in outcomes {
@@ -140,13 +211,13 @@ pub async fn settle(
             }
             Outcome::DeadLetter(failure) => {
                 dead_lettered += 1;
-                let letter = DeadLetter {
+                let dead = DeadLetter {
                     webhook: name.map(str::to_owned),
                     event_id: event_id.cloned(),
                     failure: failure.clone(),
                     failed_at: now,
                 };
-                Store::DeadLetter(letter.properties(&message.properties, &routing_key))
+                Store::DeadLetter(dead.properties(letter.properties, &letter.routing_key))
             }
             Outcome::Park(parking) => {
                 let (Some(webhook), Some(id)) = (&item.webhook, event_id) else {
@@ -159,27 +230,33 @@ pub async fn settle(
                         .await;
                 };
                 parked += 1;
-                let properties = dead_letter::park_properties(
-                    &message.properties,
-                    &webhook.name,
-                    id,
-                    parking,
-                    &routing_key,
-                );
                 Store::Park {
                     webhook,
                     delay: parking.next_delay,
-                    properties,
+                    properties: dead_letter::park_properties(
+                        letter.properties,
+                        &webhook.name,
+                        id,
+                        parking,
+                        &letter.routing_key,
+                    ),
                 }
             }
         };
         let id = event_id.map(|id| id.0.as_str());
         if let Err(reason) =
-            store_until_confirmed(handle, &message.body, &store, context, id, name).await
+            store_until_confirmed(handle, letter.body, &store, context, id, name).await
         {
             return requeue(handle, &reason).await;
         }
     }
+    ack(handle, (delivered, dead_lettered, parked)).await
+}
+
+async fn ack(
+    handle: &impl Handle,
+    (delivered, dead_lettered, parked): (usize, usize, usize),
+) -> Settled {
     match handle.ack().await {
         Ok(()) => Settled::Acked {
             delivered,
@@ -190,14 +267,7 @@ pub async fn settle(
     }
 }
 
-/// A message to return to its queue for now, without outcomes (e.g. its webhook was removed
-/// by a reload while it was on its way): after [`REQUEUE_PAUSE`], requeue it.
-pub async fn put_back(message: Inbound, reason: &str) -> Settled {
-    tokio::time::sleep(REQUEUE_PAUSE).await;
-    requeue(&message.handle, reason).await
-}
-
-async fn requeue(handle: &SettleHandle, reason: &str) -> Settled {
+async fn requeue(handle: &impl Handle, reason: &str) -> Settled {
     match handle.requeue().await {
         Ok(()) => Settled::Requeued {
             reason: reason.to_owned(),
@@ -208,16 +278,16 @@ async fn requeue(handle: &SettleHandle, reason: &str) -> Settled {
 
 /// What one outcome stores.
 enum Store<'a> {
-    DeadLetter(lapin::BasicProperties),
+    DeadLetter(BasicProperties),
     Park {
         webhook: &'a Webhook,
         delay: Duration,
-        properties: lapin::BasicProperties,
+        properties: BasicProperties,
     },
 }
 
 impl Store<'_> {
-    async fn publish(&self, handle: &SettleHandle, body: &[u8]) -> Result<(), AmqpError> {
+    async fn publish(&self, handle: &impl Handle, body: &[u8]) -> Result<(), AmqpError> {
         match self {
             Store::DeadLetter(properties) => {
                 handle.publish_dead_letter(body, properties.clone()).await
@@ -234,7 +304,7 @@ impl Store<'_> {
         }
     }
 
-    async fn restore_queue(&self, handle: &SettleHandle) -> Result<bool, AmqpError> {
+    async fn restore_queue(&self, handle: &impl Handle) -> Result<bool, AmqpError> {
         match self {
             Store::DeadLetter(_) => handle.restore_dead_letter_queue().await,
             Store::Park { webhook, delay, .. } => handle.restore_wait_queue(webhook, *delay).await,
@@ -245,7 +315,7 @@ impl Store<'_> {
 /// Publishes `store` until the broker confirms it, with backoff between tries. `Err` with a
 /// reason only when `context.cancel` ends the wait first.
 async fn store_until_confirmed(
-    handle: &SettleHandle,
+    handle: &impl Handle,
     body: &[u8],
     store: &Store<'_>,
     context: &SettleContext,
@@ -299,22 +369,504 @@ async fn store_until_confirmed(
     }
 }
 
+/// What [`decide`] asks of a message's channel. [`SettleHandle`] is the real one.
+trait Handle {
+    async fn publish_dead_letter(
+        &self,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError>;
+    async fn publish_park(
+        &self,
+        webhook: &Webhook,
+        delay: Duration,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError>;
+    async fn restore_dead_letter_queue(&self) -> Result<bool, AmqpError>;
+    async fn restore_wait_queue(
+        &self,
+        webhook: &Webhook,
+        delay: Duration,
+    ) -> Result<bool, AmqpError>;
+    async fn ack(&self) -> Result<(), AmqpError>;
+    async fn requeue(&self) -> Result<(), AmqpError>;
+}
+
+/// Where a connection stores dead letters and parked deliveries, and whether it may declare
+/// a store queue that went missing.
+#[derive(Debug)]
+pub(super) struct StoreTopology {
+    pub(super) dead_letter_queue: String,
+    pub(super) input_queue: String,
+    pub(super) queue_type: QueueType,
+    pub(super) redelivery_limit: u32,
+    pub(super) declare: bool,
+}
+
+impl StoreTopology {
+    /// What the arguments of the queues it may declare again depend on.
+    fn queue_settings(&self) -> topology::QueueSettings<'_> {
+        topology::QueueSettings {
+            queue_type: self.queue_type,
+            redelivery_limit: self.redelivery_limit,
+            dead_letter_queue: &self.dead_letter_queue,
+        }
+    }
+}
+
+/// The only way to settle an [`Inbound`]: ack it, requeue it, or publish its dead letters
+/// (on the same connection, with confirms). Held by `settle` alone.
+pub struct SettleHandle {
+    acker: lapin::Acker,
+    publisher: Publisher,
+    topology: Arc<StoreTopology>,
+}
+
+impl SettleHandle {
+    pub(super) fn new(
+        acker: lapin::Acker,
+        publisher: Publisher,
+        topology: Arc<StoreTopology>,
+    ) -> Self {
+        SettleHandle {
+            acker,
+            publisher,
+            topology,
+        }
+    }
+
+    async fn restore(&self, queue: &str, arguments: FieldTable) -> Result<bool, AmqpError> {
+        if !self.topology.declare {
+            return Ok(false);
+        }
+        let channel = self.publisher.channel().await?;
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.into(), options, arguments)
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: format!("declare queue `{queue}` again"),
+                message: self.publisher.redactor.scrub(&e.to_string()),
+            })?;
+        tracing::warn!(
+            queue,
+            "declared a missing queue again (amqp.declare = true)"
+        );
+        Ok(true)
+    }
+}
+
+impl Handle for SettleHandle {
+    /// Publishes one dead letter to the dead-letter queue and waits for the confirm.
+    async fn publish_dead_letter(
+        &self,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
+        self.publisher
+            .publish_confirmed("", &self.topology.dead_letter_queue, body, properties)
+            .await
+    }
+
+    /// Publishes the message to the wait queue of `webhook` whose delay fits `delay`, and
+    /// waits for the confirm. From there the broker moves it to the webhook's retry queue.
+    async fn publish_park(
+        &self,
+        webhook: &Webhook,
+        delay: std::time::Duration,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
+        let queue = topology::wait_queue_for(
+            &self.topology.input_queue,
+            &webhook.name,
+            &webhook.delivery,
+            delay,
+        );
+        self.publisher
+            .publish_confirmed("", &queue, body, properties)
+            .await
+    }
+
+    /// Declares the dead-letter queue again, after a publish to it came back unroutable.
+    /// `Ok(false)` when `amqp.declare = false` forbids it.
+    async fn restore_dead_letter_queue(&self) -> Result<bool, AmqpError> {
+        let arguments = topology::dead_letter_queue_arguments(self.topology.queue_settings());
+        self.restore(&self.topology.dead_letter_queue, arguments)
+            .await
+    }
+
+    /// Declares `webhook`'s wait queue for `delay` again, after a park to it came back
+    /// unroutable. `Ok(false)` when `amqp.declare = false` forbids it.
+    async fn restore_wait_queue(
+        &self,
+        webhook: &Webhook,
+        delay: std::time::Duration,
+    ) -> Result<bool, AmqpError> {
+        let input = &self.topology.input_queue;
+        let tier = topology::tier_for(&webhook.delivery, delay);
+        let retry = topology::retry_queue(input, &webhook.name);
+        let arguments =
+            topology::wait_queue_arguments(self.topology.queue_settings(), tier, &retry);
+        self.restore(&topology::wait_queue(input, &webhook.name, tier), arguments)
+            .await
+    }
+
+    /// Acks the message. An error means the channel is gone and the broker will redeliver it.
+    async fn ack(&self) -> Result<(), AmqpError> {
+        match self.acker.ack(BasicAckOptions::default()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AmqpError::ChannelLost("ack")),
+            Err(e) => Err(AmqpError::Operation {
+                operation: "ack".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Returns the message to the queue for redelivery.
+    async fn requeue(&self) -> Result<(), AmqpError> {
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        match self.acker.nack(options).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AmqpError::ChannelLost("nack")),
+            Err(e) => Err(AmqpError::Operation {
+                operation: "nack".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::outcome::{Failure, Parked, Reason, RetryState};
+    use std::sync::Mutex;
 
-    #[test]
-    fn store_health_counts_held_messages() {
-        let health = StoreHealth::new();
-        let watch = health.subscribe();
-        assert!(health.is_healthy());
-        let first = health.hold();
-        let second = health.hold();
-        assert_eq!(*watch.borrow(), 2);
-        assert!(!health.is_healthy());
-        drop(first);
-        assert!(!health.is_healthy());
-        drop(second);
-        assert!(health.is_healthy());
+    /// A channel that records what settling asked of it, and fails the first `failing`
+    /// publishes (as unroutable when `unroutable`).
+    #[derive(Default)]
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        failing: Mutex<usize>,
+        unroutable: bool,
+        ack_fails: bool,
+    }
+
+    impl Fake {
+        fn failing(n: usize, unroutable: bool) -> Fake {
+            Fake {
+                failing: Mutex::new(n),
+                unroutable,
+                ..Fake::default()
+            }
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn record(&self, call: &str) {
+            self.calls.lock().unwrap().push(call.to_owned());
+        }
+
+        fn publish(&self, what: &str) -> Result<(), AmqpError> {
+            self.record(what);
+            let mut failing = self.failing.lock().unwrap();
+            if *failing == 0 {
+                return Ok(());
+            }
+            *failing -= 1;
+            Err(if self.unroutable {
+                AmqpError::Unroutable {
+                    target: "queue `dlq`".into(),
+                    reply: "NO_ROUTE".into(),
+                }
+            } else {
+                AmqpError::NotConfirmed {
+                    target: "queue `dlq`".into(),
+                    message: "the broker refused it (nack)".into(),
+                }
+            })
+        }
+
+        fn lost(&self, what: &'static str) -> Result<(), AmqpError> {
+            self.record(what);
+            if self.ack_fails {
+                Err(AmqpError::ChannelLost(what))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Handle for Fake {
+        async fn publish_dead_letter(&self, _: &[u8], _: BasicProperties) -> Result<(), AmqpError> {
+            self.publish("dead letter")
+        }
+        async fn publish_park(
+            &self,
+            webhook: &Webhook,
+            _: Duration,
+            _: &[u8],
+            _: BasicProperties,
+        ) -> Result<(), AmqpError> {
+            self.publish(&format!("park {}", webhook.name))
+        }
+        async fn restore_dead_letter_queue(&self) -> Result<bool, AmqpError> {
+            self.record("restore dead-letter queue");
+            Ok(true)
+        }
+        async fn restore_wait_queue(&self, _: &Webhook, _: Duration) -> Result<bool, AmqpError> {
+            self.record("restore wait queue");
+            Ok(true)
+        }
+        async fn ack(&self) -> Result<(), AmqpError> {
+            self.lost("ack")
+        }
+        async fn requeue(&self) -> Result<(), AmqpError> {
+            self.lost("nack")
+        }
+    }
+
+    fn webhook() -> Arc<Webhook> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay.toml"), "").unwrap();
+        std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+        std::fs::write(
+            dir.path().join("webhooks/w.toml"),
+            "[[webhook]]\nname = \"w\"\nurl = \"https://h/\"\ntriggers = [\"Manual\"]\n\
+             body_template = '{}'\n",
+        )
+        .unwrap();
+        let config = crate::config::load(dir.path(), &crate::config::Env::default()).unwrap();
+        config.webhooks[0].clone()
+    }
+
+    fn outcome(outcome: Outcome) -> WebhookOutcome {
+        WebhookOutcome {
+            webhook: Some(webhook()),
+            outcome,
+        }
+    }
+
+    fn dead_letter() -> Outcome {
+        Outcome::DeadLetter(Failure {
+            reason: Reason::Rejected,
+            attempts: 1,
+            last_status: Some(400),
+            last_error: "http 400".into(),
+        })
+    }
+
+    fn park() -> Outcome {
+        Outcome::Park(Parked {
+            state: RetryState {
+                attempts: 2,
+                first_failure: SystemTime::UNIX_EPOCH,
+            },
+            next_delay: Duration::from_millis(500),
+            last_status: Some(503),
+            last_error: "http 503".into(),
+        })
+    }
+
+    async fn run(handle: &Fake, fate: Fate<'_>, cancel: CancellationToken) -> Settled {
+        let properties = BasicProperties::default();
+        let letter = Letter {
+            body: b"{}",
+            properties: &properties,
+            routing_key: "Manual".into(),
+        };
+        let context = SettleContext::standalone(cancel);
+        decide(handle, &letter, fate, &context).await
+    }
+
+    fn outcomes<'a>(id: &'a EventId, outcomes: &'a [WebhookOutcome]) -> Fate<'a> {
+        Fate::Outcomes {
+            event_id: Some(id),
+            outcomes,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_matched_nothing_or_was_delivered_is_acked() {
+        let id = EventId("e".into());
+        let fake = Fake::default();
+        let settled = run(&fake, outcomes(&id, &[]), CancellationToken::new()).await;
+        assert!(matches!(settled, Settled::Acked { delivered: 0, .. }));
+        let delivered = [outcome(Outcome::Delivered {
+            attempts: 1,
+            status: 200,
+        })];
+        let settled = run(&fake, outcomes(&id, &delivered), CancellationToken::new()).await;
+        assert!(matches!(settled, Settled::Acked { delivered: 1, .. }));
+        assert_eq!(fake.calls(), ["ack", "ack"]);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_and_parks_are_stored_before_the_ack() {
+        let id = EventId("e".into());
+        let fake = Fake::default();
+        let items = [outcome(dead_letter()), outcome(park())];
+        let settled = run(&fake, outcomes(&id, &items), CancellationToken::new()).await;
+        assert!(matches!(
+            settled,
+            Settled::Acked {
+                delivered: 0,
+                dead_lettered: 1,
+                parked: 1
+            }
+        ));
+        assert_eq!(fake.calls(), ["dead letter", "park w", "ack"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_store_is_retried_not_requeued_and_holds_the_store_health() {
+        let id = EventId("e".into());
+        let fake = Fake::failing(3, false);
+        let items = [outcome(dead_letter())];
+        let properties = BasicProperties::default();
+        let letter = Letter {
+            body: b"{}",
+            properties: &properties,
+            routing_key: "Manual".into(),
+        };
+        let context = SettleContext::standalone(CancellationToken::new());
+        let health = context.health.subscribe();
+        let settling = decide(&fake, &letter, outcomes(&id, &items), &context);
+        tokio::pin!(settling);
+        // Let it fail once and wait: the store is reported as failing meanwhile.
+        tokio::select! {
+            _ = &mut settling => panic!("settled while the store fails"),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        assert_eq!(*health.borrow(), 1, "held while the store fails");
+        let settled = settling.await;
+        assert!(matches!(
+            settled,
+            Settled::Acked {
+                dead_lettered: 1,
+                ..
+            }
+        ));
+        assert_eq!(
+            fake.calls(),
+            [
+                "dead letter",
+                "dead letter",
+                "dead letter",
+                "dead letter",
+                "ack"
+            ]
+        );
+        assert_eq!(*health.borrow(), 0, "released once stored");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unroutable_store_declares_its_queue_again() {
+        let id = EventId("e".into());
+        let fake = Fake::failing(1, true);
+        let items = [outcome(dead_letter()), outcome(park())];
+        let settled = run(&fake, outcomes(&id, &items), CancellationToken::new()).await;
+        assert!(matches!(settled, Settled::Acked { .. }));
+        assert_eq!(
+            fake.calls(),
+            [
+                "dead letter",
+                "restore dead-letter queue",
+                "dead letter",
+                "park w",
+                "ack"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_while_the_store_fails_requeues() {
+        let id = EventId("e".into());
+        let fake = Fake::failing(usize::MAX, false);
+        let items = [outcome(dead_letter())];
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            stop.cancel();
+        });
+        let settled = run(&fake, outcomes(&id, &items), cancel).await;
+        match settled {
+            Settled::Requeued { reason } => assert!(reason.contains("nack"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fake.calls().last().map(String::as_str), Some("nack"));
+        assert!(!fake.calls().contains(&"ack".to_string()), "never acked");
+    }
+
+    #[tokio::test]
+    async fn a_lost_channel_is_reported_as_lost() {
+        let id = EventId("e".into());
+        let fake = Fake {
+            ack_fails: true,
+            ..Fake::default()
+        };
+        let settled = run(&fake, outcomes(&id, &[]), CancellationToken::new()).await;
+        assert!(matches!(
+            settled,
+            Settled::Lost(AmqpError::ChannelLost("ack"))
+        ));
+        let settled = run(&fake, Fate::Release, CancellationToken::new()).await;
+        assert!(matches!(
+            settled,
+            Settled::Lost(AmqpError::ChannelLost("nack"))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn put_back_pauses_then_requeues_release_requeues_at_once_and_remove_acks() {
+        let fake = Fake::default();
+        let started = tokio::time::Instant::now();
+        let settled = run(
+            &fake,
+            Fate::PutBack("webhook removed"),
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(started.elapsed() >= REQUEUE_PAUSE);
+        assert!(matches!(settled, Settled::Requeued { reason } if reason == "webhook removed"));
+        let started = tokio::time::Instant::now();
+        let settled = run(&fake, Fate::Release, CancellationToken::new()).await;
+        assert!(started.elapsed() < REQUEUE_PAUSE);
+        assert!(matches!(settled, Settled::Requeued { .. }));
+        let settled = run(&fake, Fate::Remove, CancellationToken::new()).await;
+        assert!(matches!(
+            settled,
+            Settled::Acked {
+                delivered: 0,
+                dead_lettered: 0,
+                parked: 0
+            }
+        ));
+        assert_eq!(fake.calls(), ["nack", "nack", "ack"]);
+    }
+
+    #[tokio::test]
+    async fn a_park_without_its_webhook_is_requeued_not_acked() {
+        let id = EventId("e".into());
+        let fake = Fake::default();
+        let items = [WebhookOutcome {
+            webhook: None,
+            outcome: park(),
+        }];
+        let settled = run(&fake, outcomes(&id, &items), CancellationToken::new()).await;
+        assert!(matches!(settled, Settled::Requeued { .. }));
+        assert_eq!(fake.calls(), ["nack"]);
     }
 }

@@ -5,6 +5,7 @@
 use super::output::{Style, Table, print_json, truncate};
 use crate::broker::Broker;
 use crate::broker::dlq::{self, Entry, ReplayResult, Replayed, Selection};
+use crate::broker::settle::{Fate, SettleContext, Settled, settle};
 use crate::config::Config;
 use crate::pipeline::delivery::Deliverer;
 use crate::pipeline::outcome::Reason;
@@ -549,10 +550,11 @@ async fn purge(broker: &Broker, config: &Config, args: &PurgeArgs, json: bool) -
     let selected = selection(&args.filter, Vec::new());
     let mut deleted = 0;
     let mut errors = Vec::new();
+    let context = SettleContext::standalone(CancellationToken::new());
     for entry in entries.iter().filter(|e| selected.matches(e)) {
-        match entry.message.handle.ack().await {
-            Ok(()) => deleted += 1,
-            Err(e) => errors.push(e.to_string()),
+        match settle(&entry.message, Fate::Remove, &context).await {
+            Settled::Lost(e) => errors.push(e.to_string()),
+            _ => deleted += 1,
         }
     }
     if json {

@@ -4,7 +4,7 @@
 
 use crate::broker::Inbound;
 use crate::broker::dead_letter;
-use crate::broker::settle::{self, SettleContext, Settled, StoreHealth, WebhookOutcome};
+use crate::broker::settle::{self, Fate, SettleContext, Settled, StoreHealth, WebhookOutcome};
 use crate::config::{Config, QueueType, Webhook};
 use crate::ops::metrics::{self, Metrics, WebhookMetrics};
 use crate::pipeline::batch::{self, Batchers, Line};
@@ -50,6 +50,13 @@ impl Pipeline {
             metrics,
             webhook_metrics,
             health,
+        }
+    }
+
+    fn settle_context(&self, cancel: CancellationToken) -> SettleContext {
+        SettleContext {
+            health: self.health.clone(),
+            cancel,
         }
     }
 
@@ -113,7 +120,8 @@ impl Pipeline {
         let Some(hook) = self.config.webhook(webhook).cloned() else {
             // Removed by a reload while the message was on its way: it waits in the retry
             // queue until the webhook comes back (or an operator purges it).
-            let settled = settle::put_back(inbound, "its webhook was removed by a reload").await;
+            let fate = Fate::PutBack("its webhook was removed by a reload");
+            let settled = settle::settle(&inbound, fate, &self.settle_context(cancel)).await;
             return self.record_settled(&settled, None, &[]);
         };
         if let Some(outcomes) = self.unprocessable(&inbound, Some(&hook)) {
@@ -213,11 +221,11 @@ impl Pipeline {
         outcomes: Vec<WebhookOutcome>,
         cancel: CancellationToken,
     ) {
-        let context = SettleContext {
-            health: self.health.clone(),
-            cancel,
+        let fate = Fate::Outcomes {
+            event_id: event_id.as_ref(),
+            outcomes: &outcomes,
         };
-        let settled = settle::settle(inbound, event_id.as_ref(), &outcomes, &context).await;
+        let settled = settle::settle(&inbound, fate, &self.settle_context(cancel)).await;
         self.record_settled(&settled, event_id.as_ref(), &outcomes);
     }
 

@@ -366,7 +366,7 @@ async fn bad_input_is_dead_lettered_or_unmatched_and_good_events_around_it_get_t
             assert!(!log.contains(word), "`{word}` in the worker's log:\n{}", relay.tail(40));
         }
         for letter in letters {
-            letter.handle.requeue().await.expect("requeue a dead letter");
+            webhook_relay::broker::settle::release(&letter).await.expect("requeue a dead letter");
         }
         assert_eq!(relay.terminate(Duration::from_secs(15)).await, Some(0));
         relay.print_problems();

@@ -258,9 +258,7 @@ async fn peek_all(app: &TestApp, queue: &str, expected: usize) -> Vec<lapin::Bas
     }
     let properties = taken.iter().map(|m| m.properties.clone()).collect();
     for message in taken {
-        message
-            .handle
-            .requeue()
+        webhook_relay::broker::settle::release(&message)
             .await
             .expect("requeue after peeking");
     }
@@ -427,7 +425,7 @@ async fn restart_with_deliveries_on_the_retry_path_carries_their_attempts_over()
         );
         // The dead letters were taken unacked: give them back before counting.
         for letter in letters {
-            letter.handle.requeue().await.expect("requeue a dead letter");
+            webhook_relay::broker::settle::release(&letter).await.expect("requeue a dead letter");
         }
         assert_settled(&app, N as u32).await;
         app.finish().await;

@@ -504,7 +504,9 @@ retry_window = "1ms"
             Some("RequestApproved")
         );
         assert_eq!(message.message_id(), Some("restart-1"));
-        message.handle.requeue().await.expect("requeue");
+        webhook_relay::broker::settle::release(&message)
+            .await
+            .expect("requeue");
     }
 
     app.start_worker();
@@ -768,7 +770,9 @@ retry_window = "1ms"
             .expect("the poison message");
         let count = header_number(&message, "x-delivery-count").unwrap_or(0);
         assert_eq!(count, returned, "x-delivery-count before return {returned}");
-        message.handle.requeue().await.expect("nack requeue");
+        webhook_relay::broker::settle::release(&message)
+            .await
+            .expect("nack requeue");
     }
 
     app.start_worker();

@@ -1,0 +1,450 @@
+//! The connection: connecting (trying every configured URL in turn), declaring the topology,
+//! starting intakes on the input and retry queues, and closing.
+
+use super::flow::Budget;
+use super::inbound::Settler;
+use super::intake::Intake;
+use super::publish::{Publisher, open_confirm_channel};
+use super::settle::StoreTopology;
+use super::{AmqpError, CLOSE_TIMEOUT, CONNECT_TIMEOUT, Inbound, topology};
+use crate::config::{AmqpSettings, Webhook};
+use crate::redact::Redactor;
+use lapin::options::{
+    BasicQosOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use std::sync::Arc;
+
+/// An open connection with its consuming channel and its confirm-mode publishing channel.
+pub struct Broker {
+    connection: Arc<Connection>,
+    consume_channel: Channel,
+    publisher: Publisher,
+    redactor: Redactor,
+    topology: Arc<StoreTopology>,
+    /// The channels of the retry consumers. Held here, not only by the consumers, so that a
+    /// cancelled consumer's channel stays open until [`Broker::close`]: its deliveries still
+    /// in flight must be able to ack on it (a closed channel hands them back to the broker).
+    retry_channels: std::sync::Mutex<Vec<Channel>>,
+}
+
+impl Broker {
+    /// Connects to `amqp.url`, then to each of `amqp.urls` in turn until one answers, and
+    /// opens both channels. Each try fails within [`CONNECT_TIMEOUT`].
+    pub async fn connect(settings: &AmqpSettings, redactor: &Redactor) -> Result<Self, AmqpError> {
+        let mut last_error = None;
+        let candidates = std::iter::once((&settings.url, &settings.url_redacted)).chain(
+            settings
+                .fallback_urls
+                .iter()
+                .map(|(url, shown)| (url, shown)),
+        );
+        for (url, shown) in candidates {
+            match Self::connect_one(url.expose(), shown, settings, redactor).await {
+                Ok(broker) => return Ok(broker),
+                Err(e) => {
+                    if !settings.fallback_urls.is_empty() {
+                        tracing::warn!(error = %e, "broker node unreachable; trying the next");
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or(AmqpError::Connect {
+            url: settings.url_redacted.clone(),
+            message: "no broker URL".into(),
+        }))
+    }
+
+    async fn connect_one(
+        url: &str,
+        shown: &str,
+        settings: &AmqpSettings,
+        redactor: &Redactor,
+    ) -> Result<Self, AmqpError> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name(settings.connection_name.clone().into());
+        let url = with_frame_max(url, settings.frame_max);
+        let connect = Connection::connect(&url, properties);
+        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => {
+                return Err(AmqpError::Connect {
+                    url: shown.to_string(),
+                    message: redactor.scrub(&e.to_string()),
+                });
+            }
+            Err(_) => {
+                return Err(AmqpError::Connect {
+                    url: shown.to_string(),
+                    message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                });
+            }
+        };
+        let op = |operation: &str| {
+            let operation = operation.to_string();
+            let redactor = redactor.clone();
+            move |e: lapin::Error| AmqpError::Operation {
+                operation,
+                message: redactor.scrub(&e.to_string()),
+            }
+        };
+        let consume_channel = connection
+            .create_channel()
+            .await
+            .map_err(op("open consume channel"))?;
+        consume_channel
+            .basic_qos(settings.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(op("set prefetch"))?;
+        let connection = Arc::new(connection);
+        let publish_channel = open_confirm_channel(&connection, redactor).await?;
+        Ok(Broker {
+            publisher: Publisher::new(connection.clone(), publish_channel, redactor.clone()),
+            connection,
+            consume_channel,
+            redactor: redactor.clone(),
+            topology: Arc::new(StoreTopology {
+                dead_letter_queue: settings.dead_letter_queue.clone(),
+                input_queue: settings.queue.clone(),
+                queue_type: settings.queue_type,
+                redelivery_limit: settings.redelivery_limit,
+                declare: settings.declare,
+            }),
+            retry_channels: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Declares the durable topic exchange, the input queue bound to it with `#`, and the
+    /// dead-letter queue. With `declare = false` it only checks (passively) that they exist.
+    pub async fn declare_topology(&self, settings: &AmqpSettings) -> Result<(), AmqpError> {
+        let channel = &self.consume_channel;
+        let passive = !settings.declare;
+        let op = |what: String| {
+            let redactor = self.redactor.clone();
+            move |e: lapin::Error| AmqpError::Operation {
+                operation: what,
+                message: redactor.scrub(&e.to_string()),
+            }
+        };
+        let queue_options = QueueDeclareOptions {
+            durable: true,
+            passive,
+            ..QueueDeclareOptions::default()
+        };
+        if settings.declare {
+            channel
+                .exchange_declare(
+                    settings.exchange.as_str().into(),
+                    lapin::ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(op(format!("declare exchange `{}`", settings.exchange)))?;
+        }
+        let queues = [
+            (
+                &settings.queue,
+                topology::input_queue_arguments(settings.into()),
+            ),
+            (
+                &settings.dead_letter_queue,
+                topology::dead_letter_queue_arguments(settings.into()),
+            ),
+        ];
+        for (queue, arguments) in queues {
+            let arguments = if passive {
+                FieldTable::default()
+            } else {
+                arguments
+            };
+            channel
+                .queue_declare(queue.as_str().into(), queue_options, arguments)
+                .await
+                .map_err(
+                    |e| match topology::InequivalentQueue::from_error(queue, &e) {
+                        Some(inequivalent) => inequivalent.into(),
+                        None => op(if passive {
+                            format!("queue `{queue}` (amqp.declare = false expects it to exist)")
+                        } else {
+                            format!("declare queue `{queue}`")
+                        })(e),
+                    },
+                )?;
+        }
+        if settings.declare {
+            channel
+                .queue_bind(
+                    settings.queue.as_str().into(),
+                    settings.exchange.as_str().into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(op(format!(
+                    "bind queue `{}` to exchange `{}`",
+                    settings.queue, settings.exchange
+                )))?;
+        }
+        Ok(())
+    }
+
+    /// Declares the retry path of each webhook: its retry queue and one wait queue per backoff
+    /// step (see [`topology`]). With `declare = false` it only checks that they exist.
+    ///
+    /// It works on a channel of its own: a refused declare (a queue that exists with other
+    /// arguments, on a reload) closes that channel only, never the one consuming.
+    pub async fn declare_retry_topology(
+        &self,
+        settings: &AmqpSettings,
+        webhooks: &[std::sync::Arc<Webhook>],
+    ) -> Result<(), AmqpError> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: "open a channel to declare the retry queues".into(),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
+        let declared = self.declare_retry_path(&channel, settings, webhooks).await;
+        if channel.status().connected() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "done".into())).await;
+        }
+        declared
+    }
+
+    async fn declare_retry_path(
+        &self,
+        channel: &Channel,
+        settings: &AmqpSettings,
+        webhooks: &[std::sync::Arc<Webhook>],
+    ) -> Result<(), AmqpError> {
+        let passive = !settings.declare;
+        let options = QueueDeclareOptions {
+            durable: true,
+            passive,
+            ..QueueDeclareOptions::default()
+        };
+        for webhook in webhooks {
+            let queues = topology::retry_path(&settings.queue, webhook, settings.into());
+            for (queue, arguments) in queues {
+                let arguments = if passive {
+                    FieldTable::default()
+                } else {
+                    arguments
+                };
+                channel
+                    .queue_declare(queue.as_str().into(), options, arguments)
+                    .await
+                    .map_err(
+                        |e| match topology::InequivalentQueue::from_error(&queue, &e) {
+                            Some(inequivalent) => inequivalent.into(),
+                            None => AmqpError::Operation {
+                                operation: format!("declare retry queue `{queue}`"),
+                                message: self.redactor.scrub(&e.to_string()),
+                            },
+                        },
+                    )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn settler(&self) -> Settler {
+        Settler {
+            publisher: self.publisher.clone(),
+            topology: self.topology.clone(),
+        }
+    }
+
+    /// Messages ready in `queue` (0 when it does not exist).
+    pub async fn ready_count(&self, queue: &str) -> Result<u32, AmqpError> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: "open channel".into(),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
+        let result = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(result.map(|q| q.message_count()).unwrap_or(0))
+    }
+
+    /// Starts consuming a webhook's retry queue on a channel of its own, with a prefetch of at
+    /// most `prefetch` that follows `budget`. The channel stays open until [`Broker::close`],
+    /// so deliveries taken before the intake is stopped can still be acked.
+    pub async fn consume_retry(
+        &self,
+        settings: &AmqpSettings,
+        webhook: &str,
+        prefetch: u16,
+        budget: &Arc<Budget>,
+    ) -> Result<Intake, AmqpError> {
+        let queue = topology::retry_queue(&settings.queue, webhook);
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: format!("open channel for `{queue}`"),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
+        self.retry_channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(channel.clone());
+        let mut intake = Intake::new(
+            channel,
+            queue,
+            prefetch,
+            budget.clone(),
+            self.settler(),
+            self.redactor.clone(),
+        );
+        intake.resume().await?;
+        Ok(intake)
+    }
+
+    /// Starts consuming the input queue with manual acks, with a prefetch of at most
+    /// `amqp.prefetch` that follows `budget`.
+    pub async fn consume(
+        &self,
+        settings: &AmqpSettings,
+        budget: &Arc<Budget>,
+    ) -> Result<Intake, AmqpError> {
+        let mut intake = self.input_intake(settings, budget);
+        intake.resume().await?;
+        Ok(intake)
+    }
+
+    /// The input queue's [`Intake`], not consuming yet ([`Intake::resume`] starts it).
+    pub fn input_intake(&self, settings: &AmqpSettings, budget: &Arc<Budget>) -> Intake {
+        Intake::new(
+            self.consume_channel.clone(),
+            settings.queue.clone(),
+            settings.prefetch,
+            budget.clone(),
+            self.settler(),
+            self.redactor.clone(),
+        )
+    }
+
+    /// The confirm-mode publisher of this connection.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// A plain channel, for administrative work (tests, the demo, the CLI).
+    pub fn channel(&self) -> &Channel {
+        &self.consume_channel
+    }
+
+    /// Whether the connection is still up.
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    /// Closes the retry consumers' channels, then the connection; unacked deliveries go back
+    /// to their queue. Closing each channel and waiting for it, rather than letting a dropped
+    /// handle close it in the background, keeps that close from racing the connection's.
+    pub async fn close(&self) {
+        let retry_channels = std::mem::take(
+            &mut *self
+                .retry_channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !self.connection.status().connected() {
+            // Lost already: the broker has handed every unacked message back.
+            return;
+        }
+        for channel in retry_channels {
+            if channel.status().connected() {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "shutdown".into()))
+                    .await;
+            }
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.connection.close(200, "shutdown".into()))
+            .await;
+    }
+
+    /// Takes one message from `queue` without acking it (`basic.get`); it goes back to the
+    /// queue when the channel closes unless settled through the handle.
+    pub async fn fetch(&self, queue: &str) -> Result<Option<Inbound>, AmqpError> {
+        let got = self
+            .consume_channel
+            .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: format!("get from queue `{queue}`"),
+                message: self.redactor.scrub(&e.to_string()),
+            })?;
+        Ok(got.map(|message| self.settler().inbound(message.delivery, None)))
+    }
+
+    /// Deletes the exchange, both queues and every webhook's retry path (demo and test
+    /// cleanup).
+    pub async fn delete_topology(
+        &self,
+        settings: &AmqpSettings,
+        webhooks: &[std::sync::Arc<Webhook>],
+    ) -> Result<(), AmqpError> {
+        let channel = &self.consume_channel;
+        let mut queues = vec![settings.queue.clone(), settings.dead_letter_queue.clone()];
+        for webhook in webhooks {
+            queues.push(topology::retry_queue(&settings.queue, &webhook.name));
+            for tier in topology::tiers(&webhook.delivery) {
+                queues.push(topology::wait_queue(&settings.queue, &webhook.name, tier));
+            }
+        }
+        for queue in &queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(|e| AmqpError::Operation {
+                    operation: format!("delete queue `{queue}`"),
+                    message: e.to_string(),
+                })?;
+        }
+        channel
+            .exchange_delete(
+                settings.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::Operation {
+                operation: format!("delete exchange `{}`", settings.exchange),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// The URL with `frame_max` asked for, unless the URL sets it itself. lapin sizes its read and
+/// write buffers at 32 frames, so the server's default (128 KiB) would cost 8 MiB per
+/// connection.
+fn with_frame_max(url: &str, frame_max: u32) -> String {
+    if url.contains("frame_max=") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}frame_max={frame_max}")
+}

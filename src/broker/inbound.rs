@@ -1,0 +1,79 @@
+//! One message as the rest of the program sees it: bytes, properties and the handle that
+//! alone can settle it. Nothing outside the broker layer sees a delivery tag.
+
+use super::flow::Lease;
+use super::publish::Publisher;
+use super::settle::{SettleHandle, StoreTopology};
+use lapin::BasicProperties;
+use std::sync::Arc;
+
+/// One message from the input queue: its bytes and properties, and the handle that alone can
+/// settle it.
+pub struct Inbound {
+    /// The message body, as published.
+    pub body: Vec<u8>,
+    /// The message properties (message id, headers, …).
+    pub properties: BasicProperties,
+    /// The routing key it was published with.
+    pub routing_key: String,
+    /// Whether the broker has delivered it before.
+    pub redelivered: bool,
+    /// Acks, requeues or dead-letters it.
+    pub handle: SettleHandle,
+    /// The body's bytes counted against the memory budget, released with the message.
+    _lease: Option<Lease>,
+}
+
+impl Inbound {
+    /// The publisher's `message_id`, if set.
+    pub fn message_id(&self) -> Option<&str> {
+        self.properties.message_id().as_ref().map(|id| id.as_str())
+    }
+
+    /// How often a quorum queue has delivered this message before (`x-delivery-count`).
+    pub fn delivery_count(&self) -> Option<i64> {
+        let headers = self.properties.headers().as_ref()?;
+        crate::broker::dead_letter::header_number(headers, "x-delivery-count")
+    }
+
+    /// The routing key the event was first published with: kept in `x-relay-routing-key`
+    /// through the retry path, where the message's own key is a queue name.
+    pub fn original_routing_key(&self) -> String {
+        self.properties
+            .headers()
+            .as_ref()
+            .and_then(|h| {
+                crate::broker::dead_letter::header_text(h, crate::broker::dead_letter::ROUTING_KEY)
+            })
+            .unwrap_or_else(|| self.routing_key.clone())
+    }
+}
+
+/// What every [`Inbound`] of one connection needs to settle itself.
+#[derive(Clone)]
+pub(super) struct Settler {
+    pub(super) publisher: Publisher,
+    pub(super) topology: Arc<StoreTopology>,
+}
+
+impl Settler {
+    /// Wraps a broker delivery; from here on only its [`SettleHandle`] can ack or nack it.
+    pub(super) fn inbound(
+        &self,
+        delivery: lapin::message::Delivery,
+        lease: Option<Lease>,
+    ) -> Inbound {
+        Inbound {
+            body: delivery.data,
+            routing_key: delivery.routing_key.as_str().to_string(),
+            redelivered: delivery.redelivered,
+            properties: delivery.properties,
+            handle: SettleHandle::new(
+                delivery.acker,
+                self.publisher.clone(),
+                self.topology.clone(),
+            ),
+            _lease: lease,
+        }
+    }
+}
