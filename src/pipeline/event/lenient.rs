@@ -1,43 +1,63 @@
 //! Lenient field reading for the views: a value that is null or of the wrong type reads as
-//! absent instead of failing the enclosing struct.
+//! absent instead of failing the enclosing struct, so one odd field never invalidates an event.
+//!
+//! One rule, written once in [`Lenient`]'s `Deserialize`. A view opts a field in with
+//! `#[serde(deserialize_with = "lenient")]` on a `#[serde(default)]` struct; the field's type
+//! ([`LenientField`]) says what an unreadable value becomes, and a missing field takes the
+//! struct's default.
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 use std::marker::PhantomData;
 
-/// Deserialises a value that may be null or of the wrong type: whatever does not deserialise
-/// as `T` becomes `None` and is skipped, so one odd field never fails the enclosing struct.
-/// Pair it with `#[serde(default)]` so that a missing field is `None` too.
-pub(super) fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+/// Reads a field of type `F` leniently; the `deserialize_with` target of every view field.
+/// Fails only when the input itself is broken (malformed JSON), never because of a value's type.
+pub(super) fn lenient<'de, D, F>(deserializer: D) -> Result<F, D::Error>
 where
     D: Deserializer<'de>,
-    T: Deserialize<'de>,
+    F: LenientField<'de>,
 {
-    deserializer.deserialize_any(LenientVisitor(PhantomData))
+    F::read(deserializer)
 }
 
-/// Like [`lenient`] for an array: a non-array is empty, and an element that does not
-/// deserialise as `T` becomes `T::default()` so indexes keep matching the raw array.
-pub(super) fn lenient_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    let items: Option<Vec<Lenient<T>>> = lenient(deserializer)?;
-    Ok(items
-        .unwrap_or_default()
-        .into_iter()
-        .map(|item| item.0.unwrap_or_default())
-        .collect())
+/// A field type [`lenient`] can read, and what it reads when the value is null or not what the
+/// type expects.
+pub(super) trait LenientField<'de>: Sized {
+    /// Reads the field from `deserializer`, turning a value of the wrong type into a default.
+    fn read<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
 }
 
-/// An element read with [`lenient`].
+/// `None` for null or a value that does not deserialise as `T`.
+impl<'de, T: Deserialize<'de>> LenientField<'de> for Option<T> {
+    fn read<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Lenient::deserialize(deserializer).map(|Lenient(value)| value)
+    }
+}
+
+/// Empty for anything but an array; an element that does not deserialise as `T` becomes
+/// `T::default()`, so indexes keep matching the raw array.
+impl<'de, T: Deserialize<'de> + Default> LenientField<'de> for Vec<T> {
+    fn read<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items: Option<Vec<Lenient<T>>> = Option::read(deserializer)?;
+        Ok(items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|Lenient(item)| item.unwrap_or_default())
+            .collect())
+    }
+}
+
+/// A value of any type read as a `T`: `Lenient(Some(t))` when it deserialises as `T`,
+/// `Lenient(None)` when it is null or anything else. The value is always read to its end, so
+/// the enclosing deserializer stays consistent.
 struct Lenient<T>(Option<T>);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        lenient(deserializer).map(Lenient)
+        deserializer
+            .deserialize_any(LenientVisitor(PhantomData))
+            .map(Lenient)
     }
 }
 
@@ -105,14 +125,14 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        lenient(deserializer)
+        Option::read(deserializer)
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(
         self,
         deserializer: D,
     ) -> Result<Self::Value, D::Error> {
-        lenient(deserializer)
+        Option::read(deserializer)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -162,16 +182,17 @@ mod tests {
     use serde_json::{Value, json};
 
     #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(default)]
     struct Probe {
-        #[serde(default, deserialize_with = "lenient")]
+        #[serde(deserialize_with = "lenient")]
         text: Option<String>,
-        #[serde(default, deserialize_with = "lenient")]
+        #[serde(deserialize_with = "lenient")]
         count: Option<u32>,
-        #[serde(default, deserialize_with = "lenient")]
+        #[serde(deserialize_with = "lenient")]
         nested: Option<RefView>,
-        #[serde(default, deserialize_with = "lenient_vec")]
+        #[serde(deserialize_with = "lenient")]
         list: Vec<RefView>,
-        #[serde(default, deserialize_with = "lenient")]
+        #[serde(deserialize_with = "lenient")]
         after: Option<String>,
     }
 

@@ -2,135 +2,144 @@
 //! [`lenient`](super::lenient): absent, null or of the wrong type, it reads as `None` (or an
 //! empty list) and never fails the decode.
 
-use super::lenient::{lenient, lenient_vec};
+use super::lenient::lenient;
 use serde::Deserialize;
 
 /// Typed subset of the payload used by rules. Every field is optional: events may omit or null
 /// any of them, and a field of the wrong type reads as absent rather than failing the decode.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct EventView {
     /// `data`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub data: Option<DataView>,
 }
 
 /// Typed subset of `data`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct DataView {
     /// `data.id`: the access request's id, shared by every event of one request.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: Option<String>,
     /// `data.friendly_id`, e.g. `AR-123`.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub friendly_id: Option<String>,
     /// `data.requester`: who asked.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub requester: Option<PersonView>,
     /// `data.access_flow`: the policy that handled the request.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub access_flow: Option<RefView>,
     /// `data.access_bundle`; `None` when null or absent.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub access_bundle: Option<RefView>,
     /// `data.access_groups[]`, one per integration touched. Indexes line up with the raw
     /// array: an entry that is not an object reads as an all-`None` group.
-    #[serde(default, deserialize_with = "lenient_vec")]
+    #[serde(deserialize_with = "lenient")]
     pub access_groups: Vec<AccessGroupView>,
 }
 
 /// A person: `data.requester`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct PersonView {
     /// `id`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: Option<String>,
     /// `name`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub name: Option<String>,
     /// `email`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub email: Option<String>,
 }
 
 /// An `{id, name}` reference: an access flow, an access bundle or a permission.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct RefView {
     /// `id`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: Option<String>,
     /// `name`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub name: Option<String>,
 }
 
 /// One entry of `data.access_groups[]`: the access requested in one integration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct AccessGroupView {
     /// `integration`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub integration: Option<IntegrationView>,
     /// `resource_types[]`; indexes line up with the raw array.
-    #[serde(default, deserialize_with = "lenient_vec")]
+    #[serde(deserialize_with = "lenient")]
     pub resource_types: Vec<ResourceTypeView>,
     /// `access_units[]`; indexes line up with the raw array.
-    #[serde(default, deserialize_with = "lenient_vec")]
+    #[serde(deserialize_with = "lenient")]
     pub access_units: Vec<AccessUnitView>,
 }
 
 /// `data.access_groups[].integration`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct IntegrationView {
     /// `id`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: Option<String>,
     /// `type`, e.g. `postgresql`.
-    #[serde(default, rename = "type", deserialize_with = "lenient")]
+    #[serde(rename = "type", deserialize_with = "lenient")]
     pub kind: Option<String>,
     /// `name`, e.g. `prod-postgres`.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub name: Option<String>,
 }
 
 /// A resource type: `data.access_groups[].resource_types[]` and
 /// `data.access_groups[].access_units[].resource.type`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct ResourceTypeView {
     /// `id`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: Option<String>,
     /// `name`, e.g. `Database`.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub name: Option<String>,
     /// `display_path`, e.g. `Postgresql/Database`.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub display_path: Option<String>,
 }
 
 /// One entry of `data.access_groups[].access_units[]`: a permission on a resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct AccessUnitView {
     /// `resource`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub resource: Option<ResourceView>,
     /// `permission`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub permission: Option<RefView>,
 }
 
 /// `data.access_groups[].access_units[].resource`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct ResourceView {
     /// `id`
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: Option<String>,
     /// `name`, e.g. `orders`.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub name: Option<String>,
     /// `path`, e.g. `prod-postgres/orders`.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub path: Option<String>,
     /// `type`: the resource's type.
-    #[serde(default, rename = "type", deserialize_with = "lenient")]
+    #[serde(rename = "type", deserialize_with = "lenient")]
     pub kind: Option<ResourceTypeView>,
 }
 
