@@ -2,20 +2,22 @@
 //! Schema and built-in samples. Pure: no I/O, nothing from `amqp` or `delivery`.
 //!
 //! # Layout
-//! Private modules, one per responsibility; their public items are re-exported here.
+//! One module per responsibility. Their public items are re-exported here; `schema` is public
+//! too, for [`schema::check`] and its [`schema::SchemaViolation`].
 //! - `trigger`: [`Trigger`], the normalised `event_type`.
 //! - `identity`: [`EventId`] and the rule that derives it.
 //! - `decode`: bytes to an [`Event`], or the [`InvalidEvent`] that dead-letters them.
 //! - `view`: the typed views rules match on ([`EventView`] and its parts).
 //! - `lenient`: reading a view field so that a wrong type is absent, not an error.
-//! - `schema`: the embedded JSON Schema and the template paths it describes.
+//! - [`schema`]: the embedded JSON Schema, the template paths it describes, and checking a
+//!   document against it.
 //! - `samples`: the built-in sample event of each trigger.
 
 mod decode;
 mod identity;
 mod lenient;
 mod samples;
-mod schema;
+pub mod schema;
 mod trigger;
 mod view;
 

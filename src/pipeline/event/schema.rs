@@ -1,7 +1,14 @@
-//! The event payload's JSON Schema, embedded at build time, and the paths it describes.
+//! The event payload's JSON Schema, embedded at build time: the paths it describes (for
+//! templates) and [`check`], which lists every way a document breaks it (for `publish`).
+//!
+//! [`check`] implements only the keywords the schema uses: `type` (one or several), `enum`,
+//! `required`, `properties`, `items` and `additionalProperties` (always `true` there, so
+//! unknown fields pass). A schema change that uses another keyword must extend [`check`]; a
+//! unit test fails if the schema gains a keyword it does not know.
 
 use serde::Serialize;
 use serde_json::Value;
+use std::fmt;
 use std::sync::LazyLock;
 
 /// The schema's source; see [`json_schema`].
@@ -46,11 +53,7 @@ pub fn field_paths() -> Vec<FieldPath> {
 fn collect_field_paths(node: &Value, prefix: &str, out: &mut Vec<FieldPath>) {
     if let Some(properties) = node.get("properties").and_then(Value::as_object) {
         for (name, child) in properties {
-            let path = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}.{name}")
-            };
+            let path = join(prefix, name);
             out.push(field_path(&path, child));
             collect_field_paths(child, &path, out);
         }
@@ -63,15 +66,7 @@ fn collect_field_paths(node: &Value, prefix: &str, out: &mut Vec<FieldPath>) {
 }
 
 fn field_path(path: &str, node: &Value) -> FieldPath {
-    let ty = match node.get("type") {
-        Some(Value::String(ty)) => ty.clone(),
-        Some(Value::Array(types)) => types
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(" | "),
-        _ => "any".to_owned(),
-    };
+    let ty = types(node).map_or_else(|| "any".to_owned(), |types| types.join(" | "));
     let description = node
         .get("description")
         .and_then(Value::as_str)
@@ -114,14 +109,158 @@ pub fn schema_allows_path(path_segments: &[&str]) -> bool {
 
 /// An object schema that lists no properties and does not forbid others: any key may exist.
 fn is_free_form(node: &Value) -> bool {
-    let is_object = match node.get("type") {
-        Some(Value::String(ty)) => ty == "object",
-        Some(Value::Array(types)) => types.iter().any(|t| t == "object"),
-        _ => false,
-    };
-    is_object
+    types(node).is_some_and(|types| types.contains(&"object"))
         && node.get("properties").is_none()
         && node.get("additionalProperties") != Some(&Value::Bool(false))
+}
+
+/// The JSON types a schema node allows: its `type`, one name or a list. `None` when the node
+/// has no `type` (or one that is neither), which allows any value.
+fn types(node: &Value) -> Option<Vec<&str>> {
+    match node.get("type")? {
+        Value::String(ty) => Some(vec![ty.as_str()]),
+        Value::Array(types) => Some(types.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    }
+}
+
+/// `path.name`, or `name` at the top.
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// One way a document breaks the event schema. Displays as the line `publish` prints for it,
+/// `path: problem`, e.g. `data.requester.email: expected string, found number`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// Where: property names joined with `.`, array items as `[i]`, e.g.
+    /// `data.access_groups[0].integration`. Empty for the document itself, which displays as
+    /// `the event`.
+    pub path: String,
+    /// What is wrong there.
+    pub problem: SchemaProblem,
+}
+
+/// What is wrong with one value of a document, per the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaProblem {
+    /// The value's JSON type is none of those the schema allows.
+    #[error("expected {}, found {found}", expected.join(" or "))]
+    WrongType {
+        /// The types the schema allows, in its order.
+        expected: Vec<&'static str>,
+        /// The value's type.
+        found: &'static str,
+    },
+    /// The value is not in the schema's `enum`. Holds its JSON text, cut to 64 characters.
+    #[error("{0} is not one of the allowed values")]
+    NotAllowed(String),
+    /// A required property is missing; the violation's path names it.
+    #[error("is required")]
+    Missing,
+}
+
+/// How many characters of a value outside an `enum` [`SchemaProblem::NotAllowed`] keeps.
+const MAX_SHOWN_VALUE: usize = 64;
+
+impl fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = if self.path.is_empty() {
+            "the event"
+        } else {
+            &self.path
+        };
+        write!(f, "{at}: {}", self.problem)
+    }
+}
+
+/// Every way `document` breaks the event schema, in path order (empty when it conforms).
+/// A value of the wrong type is one violation; nothing below it is checked.
+pub fn check(document: &Value) -> Vec<SchemaViolation> {
+    let mut violations = Vec::new();
+    check_value(json_schema(), document, "", &mut violations);
+    violations
+}
+
+/// [`check`] of `value`, found at `path`, against the schema node `schema`.
+fn check_value(
+    schema: &'static Value,
+    value: &Value,
+    path: &str,
+    violations: &mut Vec<SchemaViolation>,
+) {
+    let violation = |problem| SchemaViolation {
+        path: path.to_owned(),
+        problem,
+    };
+    if let Some(expected) = types(schema)
+        && !expected.is_empty()
+        && !expected.iter().any(|ty| has_type(value, ty))
+    {
+        let found = type_name(value);
+        violations.push(violation(SchemaProblem::WrongType { expected, found }));
+        return;
+    }
+    if let Some(Value::Array(options)) = schema.get("enum")
+        && !options.contains(value)
+    {
+        let shown = value.to_string().chars().take(MAX_SHOWN_VALUE).collect();
+        violations.push(violation(SchemaProblem::NotAllowed(shown)));
+    }
+    if let Value::Object(object) = value {
+        if let Some(Value::Array(required)) = schema.get("required") {
+            for name in required.iter().filter_map(Value::as_str) {
+                if !object.contains_key(name) {
+                    violations.push(SchemaViolation {
+                        path: join(path, name),
+                        problem: SchemaProblem::Missing,
+                    });
+                }
+            }
+        }
+        if let Some(Value::Object(properties)) = schema.get("properties") {
+            for (name, sub) in properties {
+                if let Some(child) = object.get(name) {
+                    check_value(sub, child, &join(path, name), violations);
+                }
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check_value(item_schema, item, &format!("{path}[{i}]"), violations);
+        }
+    }
+}
+
+/// Whether `value` is of the schema type `ty`; an unknown type name allows anything.
+fn has_type(value: &Value, ty: &str) -> bool {
+    match ty {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => true,
+    }
+}
+
+/// The JSON type of `value`, as [`SchemaProblem::WrongType`] reports it (no `integer`).
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 #[cfg(test)]
@@ -397,5 +536,120 @@ mod tests {
             let segments: Vec<&str> = path.split('.').collect();
             assert!(schema_allows_path(&segments), "{path}");
         }
+    }
+
+    // --- check ---------------------------------------------------------------------------
+
+    /// Keywords [`check`] understands, plus annotations it may ignore.
+    const KNOWN_KEYWORDS: &[&str] = &[
+        "$schema",
+        "title",
+        "description",
+        "examples",
+        "type",
+        "enum",
+        "required",
+        "properties",
+        "items",
+        "additionalProperties",
+    ];
+
+    /// The violations of `document` as the lines `publish` prints.
+    fn lines(document: &Value) -> Vec<String> {
+        check(document).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn every_sample_is_valid() {
+        for trigger in Trigger::ALL {
+            assert_eq!(lines(&sample(trigger)), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn problems_name_the_path() {
+        let mut event = sample(Trigger::RequestApproved);
+        event["event_time"] = json!("yesterday");
+        event["data"]["requester"]["email"] = json!(42);
+        event["data"]["access_groups"][0]["integration"] = json!([]);
+        event["event_type"] = json!("RequestApprove");
+        let problems = lines(&event);
+        assert_eq!(
+            problems,
+            vec![
+                "data.access_groups[0].integration: expected object, found array",
+                "data.requester.email: expected string, found number",
+                "event_time: expected number, found string",
+                "event_type: \"RequestApprove\" is not one of the allowed values",
+            ],
+            "{problems:#?}"
+        );
+        assert_eq!(lines(&json!({"data": {}})), vec!["event_type: is required"]);
+        assert_eq!(
+            lines(&json!([1])),
+            vec!["the event: expected object, found array"]
+        );
+    }
+
+    #[test]
+    fn violations_are_typed() {
+        assert_eq!(
+            check(&json!({"event_type": "Manual", "data": {"requester": {"id": 1}}})),
+            [SchemaViolation {
+                path: "data.requester.id".into(),
+                problem: SchemaProblem::WrongType {
+                    expected: vec!["string"],
+                    found: "number"
+                },
+            }]
+        );
+        assert_eq!(
+            check(&json!({"event_type": "Manual"})),
+            [SchemaViolation {
+                path: "data".into(),
+                problem: SchemaProblem::Missing,
+            }]
+        );
+        let long = "x".repeat(100);
+        let [violation] = &check(&json!({"event_type": long, "data": {}}))[..] else {
+            panic!("one violation")
+        };
+        assert_eq!(violation.path, "event_type");
+        let SchemaProblem::NotAllowed(shown) = &violation.problem else {
+            panic!("{violation:?}")
+        };
+        assert_eq!(shown.chars().count(), MAX_SHOWN_VALUE);
+    }
+
+    #[test]
+    fn nulls_and_unknown_fields_are_allowed_where_the_schema_says() {
+        let mut event = sample(Trigger::RequestCreated);
+        event["data"]["access_bundle"] = Value::Null;
+        event["data"]["something_new"] = json!({"x": 1});
+        assert_eq!(lines(&event), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_schema_uses_only_known_keywords() {
+        fn walk(node: &Value, unknown: &mut Vec<String>) {
+            let Value::Object(map) = node else { return };
+            for (key, child) in map {
+                if !KNOWN_KEYWORDS.contains(&key.as_str()) {
+                    unknown.push(key.clone());
+                }
+                match key.as_str() {
+                    "properties" => {
+                        if let Value::Object(props) = child {
+                            props.values().for_each(|p| walk(p, unknown));
+                        }
+                    }
+                    "items" | "additionalProperties" => walk(child, unknown),
+                    _ => {}
+                }
+            }
+        }
+        let mut unknown = Vec::new();
+        walk(json_schema(), &mut unknown);
+        assert_eq!(unknown, Vec::<String>::new());
     }
 }
