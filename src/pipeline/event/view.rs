@@ -1,146 +1,144 @@
 //! The typed views of an event's payload that rules match on. Every field is read with
-//! [`lenient`](super::lenient): absent, null or of the wrong type, it reads as `None` (or an
-//! empty list) and never fails the decode.
+//! [`lenient`]: absent, null or of the wrong type, it reads as `None` (or an empty list) and
+//! never fails the decode. The `view!` macro declares each view, so no field can miss this.
 
 use super::lenient::lenient;
 use serde::Deserialize;
 
-/// Typed subset of the payload used by rules. Every field is optional: events may omit or null
-/// any of them, and a field of the wrong type reads as absent rather than failing the decode.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct EventView {
-    /// `data`
-    #[serde(deserialize_with = "lenient")]
-    pub data: Option<DataView>,
+/// Declares a view: a struct deriving what every view derives, whose missing fields take their
+/// default and whose every field is read with [`lenient`]. Field attributes (docs, `rename`)
+/// pass through.
+macro_rules! view {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_attr:meta])* $field_vis:vis $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+        #[serde(default)]
+        $vis struct $name {
+            $(
+                $(#[$field_attr])*
+                #[serde(deserialize_with = "lenient")]
+                $field_vis $field: $ty,
+            )*
+        }
+    };
 }
 
-/// Typed subset of `data`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct DataView {
-    /// `data.id`: the access request's id, shared by every event of one request.
-    #[serde(deserialize_with = "lenient")]
-    pub id: Option<String>,
-    /// `data.friendly_id`, e.g. `AR-123`.
-    #[serde(deserialize_with = "lenient")]
-    pub friendly_id: Option<String>,
-    /// `data.requester`: who asked.
-    #[serde(deserialize_with = "lenient")]
-    pub requester: Option<PersonView>,
-    /// `data.access_flow`: the policy that handled the request.
-    #[serde(deserialize_with = "lenient")]
-    pub access_flow: Option<RefView>,
-    /// `data.access_bundle`; `None` when null or absent.
-    #[serde(deserialize_with = "lenient")]
-    pub access_bundle: Option<RefView>,
-    /// `data.access_groups[]`, one per integration touched. Indexes line up with the raw
-    /// array: an entry that is not an object reads as an all-`None` group.
-    #[serde(deserialize_with = "lenient")]
-    pub access_groups: Vec<AccessGroupView>,
+view! {
+    /// Typed subset of the payload used by rules. Every field is optional: events may omit or null
+    /// any of them, and a field of the wrong type reads as absent rather than failing the decode.
+    pub struct EventView {
+        /// `data`
+        pub data: Option<DataView>,
+    }
 }
 
-/// A person: `data.requester`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct PersonView {
-    /// `id`
-    #[serde(deserialize_with = "lenient")]
-    pub id: Option<String>,
-    /// `name`
-    #[serde(deserialize_with = "lenient")]
-    pub name: Option<String>,
-    /// `email`
-    #[serde(deserialize_with = "lenient")]
-    pub email: Option<String>,
+view! {
+    /// Typed subset of `data`.
+    pub struct DataView {
+        /// `data.id`: the access request's id, shared by every event of one request.
+        pub id: Option<String>,
+        /// `data.friendly_id`, e.g. `AR-123`.
+        pub friendly_id: Option<String>,
+        /// `data.requester`: who asked.
+        pub requester: Option<PersonView>,
+        /// `data.access_flow`: the policy that handled the request.
+        pub access_flow: Option<RefView>,
+        /// `data.access_bundle`; `None` when null or absent.
+        pub access_bundle: Option<RefView>,
+        /// `data.access_groups[]`, one per integration touched. Indexes line up with the raw
+        /// array: an entry that is not an object reads as an all-`None` group.
+        pub access_groups: Vec<AccessGroupView>,
+    }
 }
 
-/// An `{id, name}` reference: an access flow, an access bundle or a permission.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct RefView {
-    /// `id`
-    #[serde(deserialize_with = "lenient")]
-    pub id: Option<String>,
-    /// `name`
-    #[serde(deserialize_with = "lenient")]
-    pub name: Option<String>,
+view! {
+    /// A person: `data.requester`.
+    pub struct PersonView {
+        /// `id`
+        pub id: Option<String>,
+        /// `name`
+        pub name: Option<String>,
+        /// `email`
+        pub email: Option<String>,
+    }
 }
 
-/// One entry of `data.access_groups[]`: the access requested in one integration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct AccessGroupView {
-    /// `integration`
-    #[serde(deserialize_with = "lenient")]
-    pub integration: Option<IntegrationView>,
-    /// `resource_types[]`; indexes line up with the raw array.
-    #[serde(deserialize_with = "lenient")]
-    pub resource_types: Vec<ResourceTypeView>,
-    /// `access_units[]`; indexes line up with the raw array.
-    #[serde(deserialize_with = "lenient")]
-    pub access_units: Vec<AccessUnitView>,
+view! {
+    /// An `{id, name}` reference: an access flow, an access bundle or a permission.
+    pub struct RefView {
+        /// `id`
+        pub id: Option<String>,
+        /// `name`
+        pub name: Option<String>,
+    }
 }
 
-/// `data.access_groups[].integration`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct IntegrationView {
-    /// `id`
-    #[serde(deserialize_with = "lenient")]
-    pub id: Option<String>,
-    /// `type`, e.g. `postgresql`.
-    #[serde(rename = "type", deserialize_with = "lenient")]
-    pub kind: Option<String>,
-    /// `name`, e.g. `prod-postgres`.
-    #[serde(deserialize_with = "lenient")]
-    pub name: Option<String>,
+view! {
+    /// One entry of `data.access_groups[]`: the access requested in one integration.
+    pub struct AccessGroupView {
+        /// `integration`
+        pub integration: Option<IntegrationView>,
+        /// `resource_types[]`; indexes line up with the raw array.
+        pub resource_types: Vec<ResourceTypeView>,
+        /// `access_units[]`; indexes line up with the raw array.
+        pub access_units: Vec<AccessUnitView>,
+    }
 }
 
-/// A resource type: `data.access_groups[].resource_types[]` and
-/// `data.access_groups[].access_units[].resource.type`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct ResourceTypeView {
-    /// `id`
-    #[serde(deserialize_with = "lenient")]
-    pub id: Option<String>,
-    /// `name`, e.g. `Database`.
-    #[serde(deserialize_with = "lenient")]
-    pub name: Option<String>,
-    /// `display_path`, e.g. `Postgresql/Database`.
-    #[serde(deserialize_with = "lenient")]
-    pub display_path: Option<String>,
+view! {
+    /// `data.access_groups[].integration`.
+    pub struct IntegrationView {
+        /// `id`
+        pub id: Option<String>,
+        /// `type`, e.g. `postgresql`.
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+        /// `name`, e.g. `prod-postgres`.
+        pub name: Option<String>,
+    }
 }
 
-/// One entry of `data.access_groups[].access_units[]`: a permission on a resource.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct AccessUnitView {
-    /// `resource`
-    #[serde(deserialize_with = "lenient")]
-    pub resource: Option<ResourceView>,
-    /// `permission`
-    #[serde(deserialize_with = "lenient")]
-    pub permission: Option<RefView>,
+view! {
+    /// A resource type: `data.access_groups[].resource_types[]` and
+    /// `data.access_groups[].access_units[].resource.type`.
+    pub struct ResourceTypeView {
+        /// `id`
+        pub id: Option<String>,
+        /// `name`, e.g. `Database`.
+        pub name: Option<String>,
+        /// `display_path`, e.g. `Postgresql/Database`.
+        pub display_path: Option<String>,
+    }
 }
 
-/// `data.access_groups[].access_units[].resource`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct ResourceView {
-    /// `id`
-    #[serde(deserialize_with = "lenient")]
-    pub id: Option<String>,
-    /// `name`, e.g. `orders`.
-    #[serde(deserialize_with = "lenient")]
-    pub name: Option<String>,
-    /// `path`, e.g. `prod-postgres/orders`.
-    #[serde(deserialize_with = "lenient")]
-    pub path: Option<String>,
-    /// `type`: the resource's type.
-    #[serde(rename = "type", deserialize_with = "lenient")]
-    pub kind: Option<ResourceTypeView>,
+view! {
+    /// One entry of `data.access_groups[].access_units[]`: a permission on a resource.
+    pub struct AccessUnitView {
+        /// `resource`
+        pub resource: Option<ResourceView>,
+        /// `permission`
+        pub permission: Option<RefView>,
+    }
+}
+
+view! {
+    /// `data.access_groups[].access_units[].resource`.
+    pub struct ResourceView {
+        /// `id`
+        pub id: Option<String>,
+        /// `name`, e.g. `orders`.
+        pub name: Option<String>,
+        /// `path`, e.g. `prod-postgres/orders`.
+        pub path: Option<String>,
+        /// `type`: the resource's type.
+        #[serde(rename = "type")]
+        pub kind: Option<ResourceTypeView>,
+    }
 }
 
 #[cfg(test)]
