@@ -76,12 +76,8 @@ fn for_report(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::{AccessGroupView, sample};
+    use crate::pipeline::event::{AccessGroupView, encode, sample};
     use serde_json::json;
-
-    fn encode(value: &Value) -> Vec<u8> {
-        serde_json::to_vec(value).unwrap()
-    }
 
     #[test]
     fn odd_data_never_invalidates_an_event() {

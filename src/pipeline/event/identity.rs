@@ -68,12 +68,8 @@ pub(super) fn identity(raw: &Value, trigger: Trigger, message_id: Option<&str>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::{decode, sample};
+    use crate::pipeline::event::{decode, encode, sample};
     use serde_json::json;
-
-    fn encode(value: &Value) -> Vec<u8> {
-        serde_json::to_vec(value).unwrap()
-    }
 
     #[test]
     fn identity_prefers_the_message_id() {

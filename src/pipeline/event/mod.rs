@@ -46,3 +46,9 @@ pub struct Event {
     /// Typed fields used for matching.
     pub view: EventView,
 }
+
+/// Test helper: a document as the bytes a publisher sends.
+#[cfg(test)]
+fn encode(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap()
+}

@@ -267,12 +267,8 @@ fn type_name(value: &Value) -> &'static str {
 mod tests {
     use super::*;
     use crate::pipeline::event::samples::SAMPLE_TEXT;
-    use crate::pipeline::event::{Trigger, decode, sample};
+    use crate::pipeline::event::{Trigger, decode, encode, sample};
     use serde_json::json;
-
-    fn encode(value: &Value) -> Vec<u8> {
-        serde_json::to_vec(value).unwrap()
-    }
 
     fn type_allows(schema: &Value, value: &Value) -> bool {
         let name = match value {
