@@ -1,7 +1,6 @@
 //! [`decode`]: published bytes to an [`Event`], or the [`InvalidEvent`] that dead-letters them.
 
-use super::identity::identity;
-use super::{Event, EventView, Trigger};
+use super::{Event, EventId, EventView, Trigger};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -47,7 +46,7 @@ pub fn decode(bytes: &[u8], message_id: Option<&str>) -> Result<Event, InvalidEv
     // Every view field is lenient, so this cannot fail on an object; the default is a
     // belt-and-braces fallback, not an expected path.
     let view = EventView::deserialize(&raw).unwrap_or_default();
-    let id = identity(&raw, trigger, message_id);
+    let id = EventId::for_event(&raw, trigger, message_id);
     Ok(Event {
         trigger,
         id,

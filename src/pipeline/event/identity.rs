@@ -41,28 +41,31 @@ impl EventId {
             .collect();
         EventId(format!("{}~sha256:{hex}", &text[..cut]))
     }
+
+    /// The identity of an event with this document, trigger and AMQP `message_id`: the
+    /// `message_id` when it is set and not blank, otherwise `data.id:Trigger:event_time`, each
+    /// missing or wrongly typed part written `-` (the rule [`decode`](fn@super::decode)
+    /// documents); [`bounded`](EventId::bounded) either way.
+    pub(super) fn for_event(raw: &Value, trigger: Trigger, message_id: Option<&str>) -> EventId {
+        if let Some(id) = message_id.filter(|id| !id.trim().is_empty()) {
+            return EventId::bounded(id);
+        }
+        let request_id = raw
+            .pointer("/data/id")
+            .and_then(Value::as_str)
+            .unwrap_or("-");
+        let event_time = raw
+            .get("event_time")
+            .and_then(Value::as_number)
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        EventId::bounded(&format!("{request_id}:{trigger}:{event_time}"))
+    }
 }
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// The identity rule described on [`decode`](fn@super::decode).
-pub(super) fn identity(raw: &Value, trigger: Trigger, message_id: Option<&str>) -> EventId {
-    if let Some(id) = message_id.filter(|id| !id.trim().is_empty()) {
-        return EventId::bounded(id);
-    }
-    let request_id = raw
-        .pointer("/data/id")
-        .and_then(Value::as_str)
-        .unwrap_or("-");
-    let event_time = raw
-        .get("event_time")
-        .and_then(Value::as_number)
-        .map_or_else(|| "-".to_owned(), ToString::to_string);
-    EventId::bounded(&format!("{request_id}:{trigger}:{event_time}"))
 }
 
 #[cfg(test)]

@@ -270,6 +270,8 @@ mod tests {
     use crate::pipeline::event::{Trigger, decode, encode, sample};
     use serde_json::json;
 
+    // --- the schema, and the samples it describes ----------------------------------------
+
     fn type_allows(schema: &Value, value: &Value) -> bool {
         let name = match value {
             Value::Null => "null",
@@ -410,6 +412,8 @@ mod tests {
             ids.push(decoded.id);
         }
     }
+
+    // --- field paths ---------------------------------------------------------------------
 
     #[test]
     fn field_paths_cover_the_reference_table() {
