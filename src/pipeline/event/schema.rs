@@ -133,7 +133,7 @@ fn join(path: &str, name: &str) -> String {
     }
 }
 
-/// One way a document breaks the event schema. Displays as the line `publish` prints for it,
+/// One way a document breaks the event schema. Displays as the text `publish` prints for it,
 /// `path: problem`, e.g. `data.requester.email: expected string, found number`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaViolation {
@@ -178,8 +178,9 @@ impl fmt::Display for SchemaViolation {
     }
 }
 
-/// Every way `document` breaks the event schema, in path order (empty when it conforms).
-/// A value of the wrong type is one violation; nothing below it is checked.
+/// Every way `document` breaks the event schema; empty when it conforms. A value's own
+/// problems come before those below it, properties in name order and items in index order.
+/// A value of the wrong type is one violation, and nothing below it is checked.
 pub fn check(document: &Value) -> Vec<SchemaViolation> {
     let mut violations = Vec::new();
     check_value(json_schema(), document, "", &mut violations);
