@@ -10,8 +10,8 @@ use super::output::{Style, print_json};
 use super::render::parse_trigger;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::pipeline::event::schema;
 use crate::pipeline::event::{self, Trigger};
-use crate::pipeline::validate::validate_event;
 use lapin::BasicProperties;
 use serde_json::Value;
 use std::io::Read;
@@ -208,7 +208,7 @@ pub async fn run(config: &Config, args: &PublishArgs, json: bool) -> u8 {
     if !args.no_validate {
         let mut refused = Vec::new();
         for (i, located) in events.iter().enumerate() {
-            for problem in validate_event(&located.value) {
+            for problem in schema::check(&located.value) {
                 refused.push(format!("{}: event {}: {problem}", located.origin, i + 1));
             }
         }

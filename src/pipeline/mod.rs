@@ -8,4 +8,3 @@ pub mod event;
 pub mod outcome;
 pub mod rules;
 pub mod template;
-pub mod validate;
