@@ -74,17 +74,16 @@ pub enum AttemptError {
     Status {
         /// The HTTP status.
         status: u16,
-        /// The start of the response body: scrubbed, then whitespace folded and cut to
-        /// [`SNIPPET_CHARS`] characters (scrubbed before it is cut: a secret cut in half is
-        /// no longer found).
+        /// The start of the response body: scrubbed, then whitespace folded and cut to 200
+        /// characters (scrubbed before it is cut: a secret cut in half is no longer found).
         snippet: String,
         /// Logz.io's line counts, when a 400 answer carries them.
         line_counts: Option<LineCounts>,
     },
 }
 
-/// How much of a response body an error text quotes.
-pub const SNIPPET_CHARS: usize = 200;
+/// How much of a response body an error text quotes, in characters.
+const SNIPPET_CHARS: usize = 200;
 
 impl AttemptError {
     /// A transport error from reqwest, its URL dropped and its text scrubbed.
