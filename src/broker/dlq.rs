@@ -9,9 +9,9 @@
 use crate::broker::dead_letter::DeadLetterInfo;
 use crate::broker::settle::{Fate, SettleContext, Settled, WebhookOutcome, settle};
 use crate::broker::{AmqpError, Broker, Inbound};
-use crate::config::Config;
+use crate::config::{Config, Webhook};
 use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
-use crate::pipeline::event;
+use crate::pipeline::event::{self, Event};
 use crate::pipeline::outcome::{Failure, Outcome, Reason};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -144,57 +144,77 @@ pub async fn replay_one(
         webhook: entry.info.webhook.clone(),
         result,
     };
-    let Some(name) = entry.info.webhook.as_deref() else {
-        return replayed(ReplayResult::Skipped(
-            "no x-relay-webhook header (an invalid event is not replayable)".into(),
-        ));
-    };
-    let Some(webhook) = config.webhook(name) else {
-        return replayed(ReplayResult::Skipped(format!(
-            "webhook `{name}` is not in the current config"
-        )));
-    };
-    let event = match event::decode(entry.body(), entry.message.message_id()) {
-        Ok(event) => event,
-        Err(e) => return replayed(ReplayResult::Skipped(format!("invalid event: {e}"))),
+    let (webhook, event) = match target(entry, config) {
+        Ok(target) => target,
+        Err(why) => return replayed(ReplayResult::Skipped(why)),
     };
     if options.dry_run {
         return replayed(ReplayResult::WouldReplay);
     }
-    let outcome = match webhook.template.render(&event.raw) {
-        Err(e) => Outcome::DeadLetter(Failure {
-            reason: Reason::RenderFailed,
-            attempts: 0,
-            last_status: None,
-            last_error: config.redactor.scrub(&e.to_string()),
-        }),
-        Ok(body) => {
-            let request = DeliveryRequest {
-                webhook: Arc::clone(webhook),
-                event_id: event.id.clone(),
-                body: body.into(),
-                prior: None,
-                batch_size: None,
-            };
-            let mut settings = webhook.delivery;
-            if let Some(attempts) = options.attempts {
-                settings.max_attempts = attempts.max(1);
-            }
-            // A replay retries in process for the webhook's retry window, like the worker.
-            // Still failing after it (or with the circuit open) means failed again: the
-            // dead letter is replaced, never moved to the retry path behind the operator's
-            // back.
-            match deliverer.deliver_with(&request, settings, cancel).await {
-                Outcome::Park(parked) => Outcome::DeadLetter(Failure {
-                    reason: Reason::DeliveryFailed,
-                    attempts: parked.state.attempts,
-                    last_status: parked.last_status,
-                    last_error: parked.last_error,
-                }),
-                other => other,
-            }
+    let outcome = redeliver(webhook, &event, config, deliverer, options, cancel).await;
+    replayed(settle_replay(entry, webhook, &event, outcome, cancel).await)
+}
+
+/// The webhook a dead letter goes back to and its event, or why it is not replayable.
+fn target<'c>(entry: &Entry, config: &'c Config) -> Result<(&'c Arc<Webhook>, Event), String> {
+    let Some(name) = entry.info.webhook.as_deref() else {
+        return Err("no x-relay-webhook header (an invalid event is not replayable)".into());
+    };
+    let Some(webhook) = config.webhook(name) else {
+        return Err(format!("webhook `{name}` is not in the current config"));
+    };
+    let event = event::decode(entry.body(), entry.message.message_id())
+        .map_err(|e| format!("invalid event: {e}"))?;
+    Ok((webhook, event))
+}
+
+/// Renders and delivers the event again; never parks.
+async fn redeliver(
+    webhook: &Arc<Webhook>,
+    event: &Event,
+    config: &Config,
+    deliverer: &Deliverer,
+    options: ReplayOptions,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let body = match webhook.template.render(&event.raw) {
+        Ok(body) => body,
+        Err(e) => {
+            return Outcome::DeadLetter(Failure::new(
+                Reason::RenderFailed,
+                config.redactor.scrub(&e.to_string()),
+            ));
         }
     };
+    let request = DeliveryRequest {
+        webhook: Arc::clone(webhook),
+        event_id: event.id.clone(),
+        body: body.into(),
+        prior: None,
+        batch_size: None,
+    };
+    let mut settings = webhook.delivery;
+    if let Some(attempts) = options.attempts {
+        settings.max_attempts = attempts.max(1);
+    }
+    // A replay retries in process for the webhook's retry window, like the worker. Still
+    // failing after it (or with the circuit open) means failed again: the dead letter is
+    // replaced, never moved to the retry path behind the operator's back.
+    match deliverer.deliver_with(&request, settings, cancel).await {
+        Outcome::Park(parked) => Outcome::DeadLetter(parked.into_failure()),
+        other => other,
+    }
+}
+
+/// Removes the replayed dead letter when it was delivered, or replaces it with a new one
+/// (published with a confirm first) when it failed again.
+async fn settle_replay(
+    entry: &Entry,
+    webhook: &Arc<Webhook>,
+    event: &Event,
+    outcome: Outcome,
+    cancel: &CancellationToken,
+) -> ReplayResult {
     let context = SettleContext::standalone(cancel.clone());
     let outcomes = [WebhookOutcome {
         webhook: Some(Arc::clone(webhook)),
@@ -204,7 +224,7 @@ pub async fn replay_one(
         event_id: Some(&event.id),
         outcomes: &outcomes,
     };
-    let result = match (outcome, settle(&entry.message, fate, &context).await) {
+    match (outcome, settle(&entry.message, fate, &context).await) {
         (Outcome::Delivered { attempts, .. }, Settled::Acked { .. }) => {
             ReplayResult::Delivered { attempts }
         }
@@ -223,11 +243,10 @@ pub async fn replay_one(
                 other => other.label(),
             }
         )),
-        // Turned into a dead letter above.
+        // `redeliver` never parks.
         (Outcome::Park(parked), _) => ReplayResult::Skipped(format!(
             "still failing ({}); the dead letter stays",
             parked.last_error
         )),
-    };
-    replayed(result)
+    }
 }

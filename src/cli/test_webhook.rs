@@ -178,7 +178,7 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
     let hint = if success {
         None
     } else {
-        last.failure.map(hint)
+        last.failure().map(hint)
     };
     if json {
         print_json(&Invocation {
@@ -205,8 +205,8 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
                         .unwrap_or_default(),
                     response_body: a.response.as_ref().map(|r| config.redactor.scrub(&r.body)),
                     response_body_truncated: a.response.as_ref().is_some_and(|r| r.truncated),
-                    error: (!a.error.is_empty()).then(|| a.error.clone()),
-                    failure: a.failure.map(|f| f.to_string()),
+                    error: a.error.as_ref().map(ToString::to_string),
+                    failure: a.failure().map(|f| f.to_string()),
                 })
                 .collect(),
             hint,
@@ -312,7 +312,7 @@ fn print_invocation(
             }
             None => {
                 println!("  no response after {} ms", attempt.latency.as_millis());
-                println!("  error      {}", truncate(&attempt.error, 300));
+                println!("  error      {}", truncate(&attempt.error_text(), 300));
             }
         }
     }

@@ -16,7 +16,7 @@
 //! `linger` every time.
 
 use crate::config::{BatchSettings, Config, DeliverySettings, MAX_LINE_BYTES, Webhook};
-use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
+use crate::pipeline::delivery::{Deliverer, DeliveryRequest, Finished};
 use crate::pipeline::event::EventId;
 use crate::pipeline::outcome::{Failure, Outcome, Parked, Reason, RetryState};
 use std::collections::HashMap;
@@ -54,23 +54,19 @@ pub fn to_line(body: &str) -> Result<String, Failure> {
         }
     };
     if !text.starts_with('{') {
-        return Err(Failure {
-            reason: Reason::RenderFailed,
-            attempts: 0,
-            last_status: None,
-            last_error: "a batch line must be a JSON object (one log per line)".into(),
-        });
+        return Err(Failure::new(
+            Reason::RenderFailed,
+            "a batch line must be a JSON object (one log per line)",
+        ));
     }
     if text.len() > MAX_LINE_BYTES {
-        return Err(Failure {
-            reason: Reason::Rejected,
-            attempts: 0,
-            last_status: None,
-            last_error: format!(
+        return Err(Failure::new(
+            Reason::Rejected,
+            format!(
                 "the body is {} bytes; Logz.io takes at most {MAX_LINE_BYTES} bytes per line",
                 text.len()
             ),
-        });
+        ));
     }
     Ok(text)
 }
@@ -80,12 +76,7 @@ fn not_json(body: &str) -> Failure {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    Failure {
-        reason: Reason::RenderFailed,
-        attempts: 0,
-        last_status: None,
-        last_error: format!("body is not valid JSON: {e}"),
-    }
+    Failure::new(Reason::RenderFailed, format!("body is not valid JSON: {e}"))
 }
 
 struct Item {
@@ -126,15 +117,15 @@ impl Batchers {
     /// Hands a line to its webhook's batcher and waits for the outcome of its batch.
     pub async fn submit(&self, webhook: &Webhook, line: Line) -> Outcome {
         let gone = || {
-            Outcome::Park(Parked {
-                state: RetryState {
-                    attempts: 0,
-                    first_failure: SystemTime::now(),
-                },
-                next_delay: webhook.delivery.initial_backoff,
-                last_status: None,
-                last_error: "the batcher stopped (shutdown or reload)".into(),
-            })
+            let state = RetryState {
+                attempts: 0,
+                first_failure: SystemTime::now(),
+            };
+            Outcome::Park(Parked::new(
+                state,
+                webhook.delivery.initial_backoff,
+                "the batcher stopped (shutdown or reload)",
+            ))
         };
         let Some(sender) = self.senders.get(&webhook.name) else {
             return gone();
@@ -253,38 +244,17 @@ fn deliver<'a>(
             prior: None,
             batch_size: Some(lines.len()),
         };
-        let outcome = deliverer.deliver(&request, cancel).await;
-        if let Outcome::DeadLetter(failure) = &outcome
-            && failure.last_status == Some(400)
-            && lines.len() > 1
-        {
-            match accepted_lines(&failure.last_error) {
-                Some(0) => {
-                    let (left, right) = lines.split_at(lines.len() / 2);
-                    let mut out = deliver(deliverer, webhook, left, cancel).await;
-                    out.extend(deliver(deliverer, webhook, right, cancel).await);
-                    return out;
-                }
-                accepted => {
-                    let failure = Failure {
-                        last_error: format!(
-                            "{}; the listener accepted {} of the batch's {} lines without saying \
-                             which, so none was re-sent",
-                            failure.last_error,
-                            accepted.map_or("an unknown number".into(), |n| n.to_string()),
-                            lines.len()
-                        ),
-                        ..failure.clone()
-                    };
-                    return lines
-                        .iter()
-                        .map(|l| {
-                            per_line(&Outcome::DeadLetter(failure.clone()), l, &webhook.delivery)
-                        })
-                        .collect();
-                }
+        let finished = deliverer.finish(&request, webhook.delivery, cancel).await;
+        let outcome = match refusal(&finished, lines.len()) {
+            None => finished.outcome,
+            Some(Refusal::Split) => {
+                let (left, right) = lines.split_at(lines.len() / 2);
+                let mut out = deliver(deliverer, webhook, left, cancel).await;
+                out.extend(deliver(deliverer, webhook, right, cancel).await);
+                return out;
             }
-        }
+            Some(Refusal::DeadLetterAll(failure)) => Outcome::DeadLetter(failure),
+        };
         lines
             .iter()
             .map(|line| per_line(&outcome, line, &webhook.delivery))
@@ -292,12 +262,36 @@ fn deliver<'a>(
     })
 }
 
-/// `successfulLines` from a Logz.io 400 answer quoted in the error text.
-fn accepted_lines(error: &str) -> Option<u64> {
-    let start = error.find('{')?;
-    let end = error.rfind('}')?;
-    let counts: serde_json::Value = serde_json::from_str(error.get(start..=end)?).ok()?;
-    counts.get("successfulLines")?.as_u64()
+/// What to do with a batch of several lines that a 400 refused.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    /// The listener accepted none of its lines: re-send it in halves.
+    Split,
+    /// It accepted some, or did not say how many: dead-letter every line with this failure,
+    /// since re-sending would duplicate the accepted ones.
+    DeadLetterAll(Failure),
+}
+
+/// What to do with a batch of `lines` lines that a 400 dead-lettered, when it has more than
+/// one line. Logz.io's line counts come typed with the deciding attempt's error.
+fn refusal(finished: &Finished, lines: usize) -> Option<Refusal> {
+    let Outcome::DeadLetter(failure) = &finished.outcome else {
+        return None;
+    };
+    if failure.last_status != Some(400) || lines < 2 {
+        return None;
+    }
+    let accepted = finished.line_counts().map(|counts| counts.successful);
+    if accepted == Some(0) {
+        return Some(Refusal::Split);
+    }
+    let error = format!(
+        "{}; the listener accepted {} of the batch's {lines} lines without saying which, so none \
+         was re-sent",
+        failure.last_error,
+        accepted.map_or("an unknown number".into(), |n| n.to_string()),
+    );
+    Some(Refusal::DeadLetterAll(failure.clone().with_error(error)))
 }
 
 /// A batch's outcome for one line, with the line's own earlier attempts counted against the
@@ -309,10 +303,10 @@ fn per_line(outcome: &Outcome, line: &Line, settings: &DeliverySettings) -> Outc
             attempts: prior_attempts.saturating_add(*attempts),
             status: *status,
         },
-        Outcome::DeadLetter(f) => Outcome::DeadLetter(Failure {
-            attempts: prior_attempts.saturating_add(f.attempts),
-            ..f.clone()
-        }),
+        Outcome::DeadLetter(f) => Outcome::DeadLetter(
+            f.clone()
+                .with_attempts(prior_attempts.saturating_add(f.attempts)),
+        ),
         Outcome::Park(p) => {
             let attempts = prior_attempts.saturating_add(p.state.attempts);
             let first_failure = line
@@ -324,12 +318,7 @@ fn per_line(outcome: &Outcome, line: &Line, settings: &DeliverySettings) -> Outc
             if attempts >= settings.max_attempts
                 || failing_for + p.next_delay >= settings.max_elapsed
             {
-                Outcome::DeadLetter(Failure {
-                    reason: Reason::DeliveryFailed,
-                    attempts,
-                    last_status: p.last_status,
-                    last_error: p.last_error.clone(),
-                })
+                Outcome::DeadLetter(p.clone().into_failure().with_attempts(attempts))
             } else {
                 Outcome::Park(Parked {
                     state: RetryState {
@@ -359,6 +348,7 @@ fn batch_id(lines: &[Line]) -> EventId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::delivery::{AttemptError, LineCounts};
 
     #[test]
     fn lines_are_compact_json() {
@@ -394,11 +384,89 @@ mod tests {
         assert_eq!(effective(small, 256).max_events, 50);
     }
 
+    /// A batch dead-lettered after a 400 whose body said `counts`.
+    fn refused_with(counts: Option<LineCounts>) -> Finished {
+        let snippet =
+            r#"{"malformedLines":1,"successfulLines":0,"oversizedLines":0,"emptyLogLines":0}"#;
+        let error = AttemptError::Status {
+            status: 400,
+            snippet: snippet.into(),
+            line_counts: counts,
+        };
+        Finished {
+            outcome: Outcome::DeadLetter(
+                Failure::new(Reason::Rejected, error.to_string())
+                    .with_attempts(1)
+                    .with_status(Some(400)),
+            ),
+            last_error: Some(error),
+        }
+    }
+
+    fn counts(successful: u64) -> Option<LineCounts> {
+        Some(LineCounts {
+            successful,
+            malformed: 1,
+            oversized: 0,
+            empty: 0,
+        })
+    }
+
     #[test]
-    fn accepted_lines_from_a_logzio_answer() {
-        let error = r#"http 400 Bad Request: {"malformedLines":1,"successfulLines":0,"oversizedLines":0,"emptyLogLines":0}"#;
-        assert_eq!(accepted_lines(error), Some(0));
-        assert_eq!(accepted_lines("http 400 Bad Request"), None);
+    fn a_400_that_accepted_no_line_is_split() {
+        assert_eq!(refusal(&refused_with(counts(0)), 3), Some(Refusal::Split));
+        // One line cannot be split: its dead letter stands as it is.
+        assert_eq!(refusal(&refused_with(counts(0)), 1), None);
+    }
+
+    #[test]
+    fn a_400_that_accepted_some_lines_dead_letters_all_without_resending() {
+        let Some(Refusal::DeadLetterAll(failure)) = refusal(&refused_with(counts(2)), 3) else {
+            panic!("not dead-lettered");
+        };
+        assert_eq!(failure.reason, Reason::Rejected);
+        assert_eq!(failure.last_status, Some(400));
+        assert!(
+            failure.last_error.starts_with("http 400 Bad Request: {"),
+            "{}",
+            failure.last_error
+        );
+        assert!(
+            failure.last_error.ends_with(
+                "; the listener accepted 2 of the batch's 3 lines without saying which, so none \
+                 was re-sent"
+            ),
+            "{}",
+            failure.last_error
+        );
+    }
+
+    #[test]
+    fn a_400_without_counts_is_an_unknown_number_accepted() {
+        let Some(Refusal::DeadLetterAll(failure)) = refusal(&refused_with(None), 2) else {
+            panic!("not dead-lettered");
+        };
+        assert!(
+            failure
+                .last_error
+                .contains("accepted an unknown number of the batch's 2 lines"),
+            "{}",
+            failure.last_error
+        );
+    }
+
+    #[test]
+    fn only_a_400_dead_letter_is_refused() {
+        let mut finished = refused_with(counts(0));
+        finished.outcome = Outcome::DeadLetter(
+            Failure::new(Reason::Rejected, "http 413 Payload Too Large").with_status(Some(413)),
+        );
+        assert_eq!(refusal(&finished, 3), None);
+        finished.outcome = Outcome::Delivered {
+            attempts: 1,
+            status: 200,
+        };
+        assert_eq!(refusal(&finished, 3), None);
     }
 
     #[test]
@@ -416,15 +484,13 @@ mod tests {
                 first_failure: first,
             }),
         };
-        let parked = Outcome::Park(Parked {
-            state: RetryState {
-                attempts: 1,
-                first_failure: SystemTime::now(),
-            },
-            next_delay: Duration::from_secs(1),
-            last_status: Some(503),
-            last_error: "http 503".into(),
-        });
+        let state = RetryState {
+            attempts: 1,
+            first_failure: SystemTime::now(),
+        };
+        let parked = Outcome::Park(
+            Parked::new(state, Duration::from_secs(1), "http 503").with_status(Some(503)),
+        );
         match per_line(&parked, &line, &settings) {
             Outcome::Park(p) => {
                 assert_eq!(p.state.attempts, 4);

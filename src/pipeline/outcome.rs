@@ -70,6 +70,40 @@ pub struct Failure {
     pub last_error: String,
 }
 
+impl Failure {
+    /// A failure for `reason` with its error text (already redacted), before any attempt and
+    /// without a status: add them with [`Failure::with_attempts`] and [`Failure::with_status`].
+    pub fn new(reason: Reason, last_error: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            attempts: 0,
+            last_status: None,
+            last_error: last_error.into(),
+        }
+    }
+
+    /// The same failure after `attempts` attempts in all.
+    pub fn with_attempts(self, attempts: u32) -> Self {
+        Failure { attempts, ..self }
+    }
+
+    /// The same failure with the last HTTP status received, if any.
+    pub fn with_status(self, last_status: Option<u16>) -> Self {
+        Failure {
+            last_status,
+            ..self
+        }
+    }
+
+    /// The same failure with another error text (already redacted).
+    pub fn with_error(self, last_error: impl Into<String>) -> Self {
+        Failure {
+            last_error: last_error.into(),
+            ..self
+        }
+    }
+}
+
 /// Where one (event, webhook) stands in its retry budget. It travels in the headers of the
 /// webhook's retry queue, so the budget holds across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +126,35 @@ pub struct Parked {
     pub last_status: Option<u16>,
     /// The last error, redacted.
     pub last_error: String,
+}
+
+impl Parked {
+    /// A delivery parked at `state`, to be tried again after `next_delay`, with the last error
+    /// text (already redacted) and no status: add one with [`Parked::with_status`].
+    pub fn new(state: RetryState, next_delay: Duration, last_error: impl Into<String>) -> Self {
+        Parked {
+            state,
+            next_delay,
+            last_status: None,
+            last_error: last_error.into(),
+        }
+    }
+
+    /// The same park with the last HTTP status received, if any.
+    pub fn with_status(self, last_status: Option<u16>) -> Self {
+        Parked {
+            last_status,
+            ..self
+        }
+    }
+
+    /// The dead letter this park becomes when nothing will retry it (its budget ran out, or a
+    /// replay does not park): `delivery_failed`, with its attempts, status and error.
+    pub fn into_failure(self) -> Failure {
+        Failure::new(Reason::DeliveryFailed, self.last_error)
+            .with_attempts(self.state.attempts)
+            .with_status(self.last_status)
+    }
 }
 
 /// How the delivery of one (event, webhook) ended.
@@ -119,5 +182,61 @@ impl Outcome {
             Outcome::DeadLetter(f) => format!("dead_letter:{}", f.reason),
             Outcome::Park(_) => "parked".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_starts_before_any_attempt_without_a_status() {
+        let failure = Failure::new(Reason::InvalidEvent, "not JSON");
+        assert_eq!(
+            failure,
+            Failure {
+                reason: Reason::InvalidEvent,
+                attempts: 0,
+                last_status: None,
+                last_error: "not JSON".into(),
+            }
+        );
+        let failure = failure
+            .with_attempts(3)
+            .with_status(Some(503))
+            .with_error("http 503 Service Unavailable");
+        assert_eq!(
+            failure,
+            Failure {
+                reason: Reason::InvalidEvent,
+                attempts: 3,
+                last_status: Some(503),
+                last_error: "http 503 Service Unavailable".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_park_given_up_is_a_delivery_failure_with_its_attempts() {
+        let state = RetryState {
+            attempts: 4,
+            first_failure: SystemTime::UNIX_EPOCH,
+        };
+        let parked = Parked::new(state, Duration::from_secs(2), "http 502").with_status(Some(502));
+        assert_eq!(
+            parked,
+            Parked {
+                state,
+                next_delay: Duration::from_secs(2),
+                last_status: Some(502),
+                last_error: "http 502".into(),
+            }
+        );
+        assert_eq!(
+            parked.into_failure(),
+            Failure::new(Reason::DeliveryFailed, "http 502")
+                .with_attempts(4)
+                .with_status(Some(502))
+        );
     }
 }

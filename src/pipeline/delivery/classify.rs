@@ -1,7 +1,10 @@
-//! Retry classification: the one place that decides whether a failed attempt is worth
-//! another try. Every class has a unit test below.
+//! Classification: the one place that says what a delivery error means. A transport error
+//! becomes a [`FailureClass`]; a status or a class becomes a [`Verdict`] (delivered, worth
+//! another try, or permanent); a status or its absence becomes a [`StatusClass`] for metrics.
+//! Every class has a unit test below.
 
-use std::error::Error as _;
+use super::attempt::ResponseInfo;
+use super::error::chain;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +41,47 @@ impl fmt::Display for FailureClass {
     }
 }
 
+impl FailureClass {
+    /// The class of a transport error from reqwest (never [`FailureClass::Status`]).
+    pub fn of_transport(err: &reqwest::Error) -> Self {
+        if err.is_builder() {
+            return FailureClass::Builder;
+        }
+        if err.is_timeout() {
+            return FailureClass::Timeout;
+        }
+        let chain = chain(err).to_ascii_lowercase();
+        if chain.contains("dns error") || chain.contains("failed to lookup address") {
+            FailureClass::Dns
+        } else if chain.contains("certificate")
+            || chain.contains("tls")
+            || chain.contains("handshake")
+            || chain.contains("alert")
+        {
+            FailureClass::Tls
+        } else if err.is_connect() {
+            FailureClass::Connect
+        } else {
+            FailureClass::Request
+        }
+    }
+
+    /// The verdict for this class. Network, TLS and timeout failures are retried; a request
+    /// that cannot be built is permanent; a status is judged by [`Verdict::of_status`] (with no
+    /// `Retry-After`).
+    pub fn verdict(self) -> Verdict {
+        match self {
+            FailureClass::Status(status) => Verdict::of_status(status, None, SystemTime::now()),
+            FailureClass::Builder => Verdict::Permanent,
+            FailureClass::Dns
+            | FailureClass::Connect
+            | FailureClass::Tls
+            | FailureClass::Timeout
+            | FailureClass::Request => Verdict::Retry { retry_after: None },
+        }
+    }
+}
+
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -52,76 +96,30 @@ pub enum Verdict {
     Permanent,
 }
 
-/// The verdict for an HTTP status. 2xx succeed; 408, 429 and 5xx are retried (honouring
-/// `Retry-After`); every other status, redirects included (they are never followed, so a
-/// token in the URL cannot travel to another host), is permanent.
-pub fn classify_status(status: u16, retry_after: Option<&str>, now: SystemTime) -> Verdict {
-    match status {
-        200..=299 => Verdict::Success,
-        408 | 429 | 500..=599 => Verdict::Retry {
-            retry_after: retry_after.and_then(|v| parse_retry_after(v, now)),
-        },
-        _ => Verdict::Permanent,
-    }
-}
-
-/// The verdict for a failure class. Network, TLS and timeout failures are retried; a request
-/// that cannot be built is permanent.
-pub fn classify_failure(class: FailureClass) -> Verdict {
-    match class {
-        FailureClass::Status(status) => classify_status(status, None, SystemTime::now()),
-        FailureClass::Builder => Verdict::Permanent,
-        FailureClass::Dns
-        | FailureClass::Connect
-        | FailureClass::Tls
-        | FailureClass::Timeout
-        | FailureClass::Request => Verdict::Retry { retry_after: None },
-    }
-}
-
-/// Which class a transport error from reqwest belongs to.
-pub fn class_of(err: &reqwest::Error) -> FailureClass {
-    if err.is_builder() {
-        return FailureClass::Builder;
-    }
-    if err.is_timeout() {
-        return FailureClass::Timeout;
-    }
-    let chain = error_chain(err).to_ascii_lowercase();
-    if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        FailureClass::Dns
-    } else if chain.contains("certificate")
-        || chain.contains("tls")
-        || chain.contains("handshake")
-        || chain.contains("alert")
-    {
-        FailureClass::Tls
-    } else if err.is_connect() {
-        FailureClass::Connect
-    } else {
-        FailureClass::Request
-    }
-}
-
-/// The error and every source below it, joined with `: `, without the request URL.
-/// The caller still scrubs the result: a source may quote anything.
-pub fn error_chain(err: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut top = err.to_string();
-    if let Some(url) = err.url() {
-        // reqwest's Display appends " for url (…)": drop it, the query may hold the token.
-        top = top.replace(&format!(" for url ({url})"), "");
-    }
-    parts.push(top);
-    let mut source = err.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+impl Verdict {
+    /// The verdict for an HTTP status. 2xx succeed; 408, 429 and 5xx are retried (honouring
+    /// `Retry-After`, read at `now`); every other status, redirects included (they are never
+    /// followed, so a token in the URL cannot travel to another host), is permanent.
+    pub fn of_status(status: u16, retry_after: Option<&str>, now: SystemTime) -> Self {
+        match status {
+            200..=299 => Verdict::Success,
+            408 | 429 | 500..=599 => Verdict::Retry {
+                retry_after: retry_after.and_then(|v| parse_retry_after(v, now)),
+            },
+            _ => Verdict::Permanent,
         }
-        source = e.source();
     }
-    parts.join(": ")
+
+    /// The verdict for a response: [`Verdict::of_status`] with its `Retry-After` header.
+    pub fn of_response(response: &ResponseInfo, now: SystemTime) -> Self {
+        Verdict::of_status(response.status, response.retry_after(), now)
+    }
+
+    /// Whether the attempt failed in a way worth another try: the endpoint is down or
+    /// overloaded. This is what the circuit breaker counts.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Verdict::Retry { .. })
+    }
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3). A date in the past
@@ -135,6 +133,59 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// An attempt's answer as the `status_class` metric label counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 1xx.
+    Informational,
+    /// 2xx.
+    Success,
+    /// 3xx.
+    Redirect,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+    /// No status: a transport error, or a status outside 100–599.
+    Error,
+}
+
+impl StatusClass {
+    /// Every class, in the order of the metric's series.
+    pub const ALL: [StatusClass; 6] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirect,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+        StatusClass::Error,
+    ];
+
+    /// The class of an attempt's status, `None` for a transport error.
+    pub fn of(status: Option<u16>) -> Self {
+        match status {
+            Some(100..=199) => StatusClass::Informational,
+            Some(200..=299) => StatusClass::Success,
+            Some(300..=399) => StatusClass::Redirect,
+            Some(400..=499) => StatusClass::ClientError,
+            Some(500..=599) => StatusClass::ServerError,
+            _ => StatusClass::Error,
+        }
+    }
+
+    /// The label value: `1xx` … `5xx`, or `error`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirect => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+            StatusClass::Error => "error",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +197,7 @@ mod tests {
     #[test]
     fn success_is_any_2xx() {
         for s in [200, 201, 202, 204, 299] {
-            assert_eq!(classify_status(s, None, now()), Verdict::Success, "{s}");
+            assert_eq!(Verdict::of_status(s, None, now()), Verdict::Success, "{s}");
         }
     }
 
@@ -154,7 +205,7 @@ mod tests {
     fn server_errors_are_retried() {
         for s in [500, 502, 503, 504, 599] {
             assert_eq!(
-                classify_status(s, None, now()),
+                Verdict::of_status(s, None, now()),
                 Verdict::Retry { retry_after: None },
                 "{s}"
             );
@@ -164,7 +215,7 @@ mod tests {
     #[test]
     fn request_timeout_408_is_retried() {
         assert!(matches!(
-            classify_status(408, None, now()),
+            Verdict::of_status(408, None, now()),
             Verdict::Retry { .. }
         ));
     }
@@ -172,7 +223,7 @@ mod tests {
     #[test]
     fn too_many_requests_429_honours_retry_after_seconds() {
         assert_eq!(
-            classify_status(429, Some("7"), now()),
+            Verdict::of_status(429, Some("7"), now()),
             Verdict::Retry {
                 retry_after: Some(Duration::from_secs(7))
             }
@@ -194,14 +245,22 @@ mod tests {
     #[test]
     fn client_errors_are_permanent() {
         for s in [400, 401, 403, 404, 405, 409, 410, 413, 422] {
-            assert_eq!(classify_status(s, None, now()), Verdict::Permanent, "{s}");
+            assert_eq!(
+                Verdict::of_status(s, None, now()),
+                Verdict::Permanent,
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn redirects_are_permanent_and_never_followed() {
         for s in [301, 302, 307, 308] {
-            assert_eq!(classify_status(s, None, now()), Verdict::Permanent, "{s}");
+            assert_eq!(
+                Verdict::of_status(s, None, now()),
+                Verdict::Permanent,
+                "{s}"
+            );
         }
     }
 
@@ -214,30 +273,65 @@ mod tests {
             FailureClass::Timeout,
             FailureClass::Request,
         ] {
-            assert!(
-                matches!(classify_failure(class), Verdict::Retry { .. }),
-                "{class}"
-            );
+            assert!(matches!(class.verdict(), Verdict::Retry { .. }), "{class}");
         }
     }
 
     #[test]
     fn unbuildable_request_is_permanent() {
-        assert_eq!(classify_failure(FailureClass::Builder), Verdict::Permanent);
+        assert_eq!(FailureClass::Builder.verdict(), Verdict::Permanent);
+    }
+
+    #[test]
+    fn a_status_class_is_judged_like_its_status() {
+        assert_eq!(
+            FailureClass::Status(503).verdict(),
+            Verdict::Retry { retry_after: None }
+        );
+        assert_eq!(
+            FailureClass::Status(429).verdict(),
+            Verdict::Retry { retry_after: None }
+        );
+        assert_eq!(FailureClass::Status(401).verdict(), Verdict::Permanent);
+        assert_eq!(FailureClass::Status(302).verdict(), Verdict::Permanent);
+    }
+
+    #[test]
+    fn only_a_retry_verdict_is_retryable() {
+        assert!(Verdict::Retry { retry_after: None }.is_retryable());
+        assert!(
+            Verdict::Retry {
+                retry_after: Some(Duration::from_secs(1))
+            }
+            .is_retryable()
+        );
+        assert!(!Verdict::Success.is_retryable());
+        assert!(!Verdict::Permanent.is_retryable(), "the endpoint is up");
+    }
+
+    #[test]
+    fn status_classes_follow_the_first_digit() {
+        let cases = [
+            (Some(100), "1xx"),
+            (Some(204), "2xx"),
+            (Some(308), "3xx"),
+            (Some(429), "4xx"),
+            (Some(599), "5xx"),
+            (Some(600), "error"),
+            (Some(99), "error"),
+            (None, "error"),
+        ];
+        for (status, label) in cases {
+            assert_eq!(StatusClass::of(status).label(), label, "{status:?}");
+        }
+        let labels: Vec<_> = StatusClass::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(labels, ["1xx", "2xx", "3xx", "4xx", "5xx", "error"]);
     }
 
     #[tokio::test]
     async fn connection_refused_is_a_connect_failure() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let err = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/?token=zzz"))
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(class_of(&err), FailureClass::Connect);
-        assert!(!error_chain(&err).contains("zzz"), "{}", error_chain(&err));
+        let err = super::super::refused_connection().await;
+        assert_eq!(FailureClass::of_transport(&err), FailureClass::Connect);
+        assert!(!chain(&err).contains("zzz"), "{}", chain(&err));
     }
 }

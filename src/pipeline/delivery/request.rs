@@ -1,0 +1,129 @@
+//! What delivery sends: a [`DeliveryRequest`] (a rendered body for one webhook) and the HTTP
+//! request it becomes, with the webhook's headers and the ones the relay adds.
+
+use crate::config::Webhook;
+use crate::pipeline::event::EventId;
+use crate::pipeline::outcome::RetryState;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
+
+/// `User-Agent` sent with every request.
+pub const USER_AGENT: &str = concat!("webhook-relay/", env!("CARGO_PKG_VERSION"));
+/// Header carrying the event identity.
+pub const EVENT_ID_HEADER: &str = "x-relay-event-id";
+/// Header carrying the number of events in a batch request.
+pub const BATCH_SIZE_HEADER: &str = "x-relay-batch-size";
+/// Header carrying the idempotency key (event identity + webhook name).
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// One request to send: a rendered body for one webhook. Delivery's input is this, not an
+/// event, so that a batcher can hand it a body of several lines.
+#[derive(Debug, Clone)]
+pub struct DeliveryRequest {
+    /// The webhook to send to.
+    pub webhook: Arc<Webhook>,
+    /// The identity of the event the body was rendered from.
+    pub event_id: EventId,
+    /// The rendered body: one copy, shared by every attempt (cloning it only counts a
+    /// reference). Always UTF-8, since it is built from a `String`.
+    pub body: bytes::Bytes,
+    /// Attempts made before this delivery came back from the retry queue, if it did.
+    pub prior: Option<RetryState>,
+    /// For an NDJSON batch: how many events its lines carry. `event_id` then identifies the
+    /// batch, and the request carries `x-relay-batch-size` instead of `x-relay-event-id`.
+    pub batch_size: Option<usize>,
+}
+
+impl DeliveryRequest {
+    /// The body as text, for display.
+    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// Stable across retries and redeliveries, distinct per event and webhook.
+    pub fn idempotency_key(&self) -> String {
+        header_safe(&format!("{}:{}", self.webhook.name, self.event_id))
+    }
+
+    /// Every header as sent, with secret values shown as `***`.
+    pub fn shown_headers(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .webhook
+            .headers
+            .iter()
+            .map(|h| (h.name.clone(), h.shown_value().to_string()))
+            .collect();
+        out.extend(self.relay_headers());
+        out
+    }
+
+    /// The headers the relay adds to every request.
+    fn relay_headers(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("User-Agent".to_string(), USER_AGENT.to_string()),
+            (IDEMPOTENCY_HEADER.to_string(), self.idempotency_key()),
+        ];
+        match self.batch_size {
+            Some(n) => out.push((BATCH_SIZE_HEADER.to_string(), n.to_string())),
+            None => out.push((EVENT_ID_HEADER.to_string(), header_safe(&self.event_id.0))),
+        }
+        out
+    }
+
+    /// The HTTP request on `client`, with the webhook's headers (`parsed`, when they were
+    /// parsed up front), the relay's headers and the body.
+    pub(super) fn build(
+        &self,
+        client: &reqwest::Client,
+        parsed: Option<&HeaderMap>,
+    ) -> reqwest::RequestBuilder {
+        let webhook = &self.webhook;
+        let method = reqwest::Method::from_bytes(webhook.method.as_str().as_bytes())
+            .unwrap_or(reqwest::Method::POST);
+        let mut builder = client
+            .request(method, webhook.url.expose().clone())
+            .timeout(webhook.delivery.timeout);
+        match parsed {
+            Some(map) => builder = builder.headers(map.clone()),
+            // Not parseable up front: let reqwest report the bad header as a builder error.
+            None => {
+                for header in &webhook.headers {
+                    builder = builder.header(header.name.as_str(), header.value.expose().as_str());
+                }
+            }
+        }
+        for (name, value) in self.relay_headers() {
+            builder = builder.header(name, value);
+        }
+        if !self.body.is_empty() {
+            builder = builder.body(self.body.clone());
+        }
+        builder
+    }
+}
+
+/// Percent-encodes what a header value cannot carry (anything but visible ASCII and space).
+pub fn header_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A webhook's headers as a ready header map (secret values marked sensitive), or `None` when
+/// one does not parse.
+pub(super) fn header_map(webhook: &Webhook) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(webhook.headers.len());
+    for header in &webhook.headers {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        let mut value = HeaderValue::from_str(header.value.expose()).ok()?;
+        value.set_sensitive(header.secret);
+        map.append(name, value);
+    }
+    Some(map)
+}
