@@ -227,7 +227,8 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// The largest request body Logz.io's listener takes (10 MB); a batch must stay below it.
 pub const MAX_BATCH_BYTES: u64 = 10 * 1024 * 1024;
-/// The largest line Logz.io's listener takes.
+/// The longest line Logz.io's listener takes: 500,000 bytes. A batched body longer than this
+/// is refused before it is sent, and a batch must have room for at least one such line.
 pub const MAX_LINE_BYTES: usize = 500_000;
 
 /// `[webhook.batch]`, validated: several rendered bodies sent as one NDJSON request.
