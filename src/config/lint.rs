@@ -1,65 +1,18 @@
-//! Checks of a loaded config that go beyond what loading refuses: template paths that can
-//! never exist in an event, bodies that render invalid JSON for the sample events, webhooks
-//! that can never fire or are duplicates, a retry window close to the broker's consumer
-//! timeout, and secrets written into files. Pure: no network.
+//! Config lint: checks of a loaded [`Config`] that go beyond what loading refuses, for
+//! `webhook-relay check`. Template paths that can never exist in an event, bodies that render
+//! invalid JSON for the sample events, webhooks that can never fire or are duplicates, a
+//! retry window close to the broker's consumer timeout, batches that cannot fill, and secrets
+//! written into files. Each finding is a [`Problem`] like a load error, with its
+//! [`Severity`]. Pure: no network.
 
-use crate::config::{Config, Webhook};
+use crate::config::{Config, Problem, Severity, Webhook};
 use crate::pipeline::event::{self, Trigger};
-use std::fmt;
-use std::path::PathBuf;
-
-/// How bad a finding is: errors make `check` fail, warnings do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Will not work as written.
-    Error,
-    /// Works, but is probably not what was meant.
-    Warning,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        })
-    }
-}
-
-/// One finding, naming file, webhook and field like a config problem does.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    /// Error or warning.
-    pub severity: Severity,
-    /// The file it is about.
-    pub file: PathBuf,
-    /// The webhook it is about, if any.
-    pub webhook: Option<String>,
-    /// The field it is about, if any.
-    pub field: Option<String>,
-    /// What is wrong, lowercase, secret-free.
-    pub message: String,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(webhook) = &self.webhook {
-            write!(f, ": webhook `{webhook}`")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
 
 /// A retry window above this share of the consumer timeout is flagged.
 const CONSUMER_TIMEOUT_MARGIN: f64 = 0.8;
 
 /// Every finding for `config`, in webhook order.
-pub fn lint(config: &Config) -> Vec<Finding> {
+pub fn lint(config: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
     if !config.webhooks.iter().any(|w| w.is_active()) {
         let (severity, message) = if config.policy.allow_idle {
@@ -75,21 +28,11 @@ pub fn lint(config: &Config) -> Vec<Finding> {
                  start (set policy.allow_idle = true to start without consuming)",
             )
         };
-        out.push(Finding {
-            severity,
-            file: config.dir.join("webhooks"),
-            webhook: None,
-            field: None,
-            message: message.to_string(),
-        });
+        out.push(Problem::file(&config.dir.join("webhooks"), message).with_severity(severity));
     }
     for webhook in &config.webhooks {
-        let finding = |severity, field: &str, message: String| Finding {
-            severity,
-            file: webhook.source.clone(),
-            webhook: Some(webhook.name.clone()),
-            field: Some(field.to_string()),
-            message,
+        let finding = |severity, field: &str, message: String| {
+            Problem::webhook(&webhook.source, &webhook.name, field, message).with_severity(severity)
         };
         let template_field = "body_template";
         for path in webhook.template.expressions() {
@@ -164,16 +107,14 @@ pub fn lint(config: &Config) -> Vec<Finding> {
     for (i, a) in config.webhooks.iter().enumerate() {
         for b in &config.webhooks[i + 1..] {
             if same_behaviour(a, b) {
-                out.push(Finding {
-                    severity: Severity::Warning,
-                    file: b.source.clone(),
+                let message = format!(
+                    "is identical to webhook `{}` ({}): every event would be sent twice",
+                    a.name,
+                    a.source.display()
+                );
+                out.push(Problem {
                     webhook: Some(b.name.clone()),
-                    field: None,
-                    message: format!(
-                        "is identical to webhook `{}` ({}): every event would be sent twice",
-                        a.name,
-                        a.source.display()
-                    ),
+                    ..Problem::file(&b.source, message).with_severity(Severity::Warning)
                 });
             }
         }

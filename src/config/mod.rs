@@ -8,15 +8,15 @@
 
 mod duration;
 mod env;
-mod error;
 pub mod lint;
+mod problem;
 mod relay;
 mod webhook;
 
 pub use duration::{parse as parse_duration, show as show_duration};
 pub use env::{Env, Interpolated, interpolate};
-use error::mask_quoted;
-pub use error::{ConfigError, ConfigProblem};
+use problem::mask_quoted;
+pub use problem::{ConfigError, Problem, Severity};
 pub use relay::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MEMORY_BUDGET, DeliveryOverrides, DeliverySettings,
     LogFormat, Policy, QueueType, RABBITMQ_DEFAULT_CONSUMER_TIMEOUT, RABBITMQ_DEFAULT_FRAME_MAX,
@@ -68,8 +68,9 @@ pub struct Config {
     pub webhooks: Vec<Arc<Webhook>>,
     /// Scrubs every secret value this config introduced.
     pub redactor: Redactor,
-    /// Things that are allowed but probably wrong (e.g. an ignored `RELAY_…` variable).
-    pub warnings: Vec<ConfigProblem>,
+    /// Things that are allowed but probably wrong (e.g. an ignored `RELAY_…` variable); each
+    /// has [`Severity::Warning`].
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
@@ -160,9 +161,9 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         match amqp_url(text, env, &field, &mut secrets, &mut warnings, &relay_path) {
             Ok((value, shown)) => fallback_urls.push((Secret::new(value), shown)),
             Err(AmqpUrlError::Message(message)) => {
-                problems.push(ConfigProblem::field(&relay_path, field, message))
+                problems.push(Problem::field(&relay_path, field, message))
             }
-            Err(AmqpUrlError::Url(shown)) => problems.push(ConfigProblem::field(
+            Err(AmqpUrlError::Url(shown)) => problems.push(Problem::field(
                 &relay_path,
                 field,
                 format!("`{shown}` is not an amqp:// or amqps:// URL"),
@@ -189,7 +190,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
                     format!("`{shown}` is not an amqp:// or amqps:// URL")
                 }
             };
-            problems.push(ConfigProblem::field(&relay_path, "amqp.url", message));
+            problems.push(Problem::field(&relay_path, "amqp.url", message));
             None
         }
     };
@@ -199,7 +200,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         ("amqp.dead_letter_queue", &raw.amqp.dead_letter_queue),
     ] {
         if value.trim().is_empty() || value.len() > 255 {
-            problems.push(ConfigProblem::field(
+            problems.push(Problem::field(
                 &relay_path,
                 field,
                 "must be a name of 1 to 255 bytes",
@@ -207,7 +208,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         }
     }
     if raw.amqp.queue == raw.amqp.dead_letter_queue {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "amqp.dead_letter_queue",
             "must differ from amqp.queue",
@@ -219,7 +220,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
             match text.parse::<std::net::SocketAddr>() {
                 Ok(addr) => Some(addr),
                 Err(_) => {
-                    problems.push(ConfigProblem::field(
+                    problems.push(Problem::field(
                     &relay_path,
                     "server.listen",
                     format!("`{text}` is not an address like 127.0.0.1:9090 (\"\" turns the server off)"),
@@ -230,14 +231,14 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         }
     };
     if raw.monitor.interval.is_zero() {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "monitor.interval",
             "must be greater than 0",
         ));
     }
     if !(relay::RABBITMQ_DEFAULT_FRAME_MAX..=16 * 1024 * 1024).contains(&raw.amqp.frame_max) {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "amqp.frame_max",
             "must be between 131072 (RabbitMQ's default, so that any header a publisher can \
@@ -245,14 +246,14 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         ));
     }
     if raw.amqp.max_message_bytes == 0 {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "amqp.max_message_bytes",
             "must be at least 1",
         ));
     }
     if raw.amqp.memory_budget < u64::from(raw.amqp.max_message_bytes) {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "amqp.memory_budget",
             "must be at least amqp.max_message_bytes, so that one message of the largest \
@@ -260,14 +261,14 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
         ));
     }
     if raw.amqp.redelivery_limit == 0 {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "amqp.redelivery_limit",
             "must be at least 1",
         ));
     }
     if raw.amqp.prefetch == 0 {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "amqp.prefetch",
             "must be at least 1 (0 would mean unbounded)",
@@ -276,7 +277,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
     if raw.amqp.reconnect_initial_backoff.is_zero()
         || raw.amqp.reconnect_max_backoff < raw.amqp.reconnect_initial_backoff
     {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             "amqp.reconnect_max_backoff",
             "must be at least amqp.reconnect_initial_backoff, which must be greater than 0",
@@ -285,7 +286,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
 
     let defaults = DeliverySettings::default().with(&raw.delivery);
     for (field, message) in defaults.problems(raw.amqp.consumer_timeout) {
-        problems.push(ConfigProblem::field(
+        problems.push(Problem::field(
             &relay_path,
             format!("delivery.{field}"),
             message,
@@ -306,7 +307,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
                     }
                 }
                 Ok(_) => {
-                    problems.push(ConfigProblem::field(
+                    problems.push(Problem::field(
                         &relay_path,
                         "http.ca_file",
                         format!("{} holds no PEM certificate", path.display()),
@@ -314,7 +315,7 @@ pub fn load(dir: &Path, env: &Env) -> Result<Config, ConfigError> {
                     HttpSettings::default()
                 }
                 Err(e) => {
-                    problems.push(ConfigProblem::field(
+                    problems.push(Problem::field(
                         &relay_path,
                         "http.ca_file",
                         format!("cannot read {}: {e}", path.display()),
@@ -391,7 +392,7 @@ fn amqp_url(
     env: &Env,
     field: &str,
     secrets: &mut Vec<String>,
-    warnings: &mut Vec<ConfigProblem>,
+    warnings: &mut Vec<Problem>,
     relay_path: &Path,
 ) -> Result<(String, String), AmqpUrlError> {
     let interpolated = interpolate(text, env).map_err(AmqpUrlError::Message)?;
@@ -415,11 +416,10 @@ fn amqp_url(
     }
     short.dedup();
     secrets.extend(redact::url_secrets(&url));
-    warnings.extend(
-        short
-            .iter()
-            .map(|what| ConfigProblem::field(relay_path, field, short_secret_message(what))),
-    );
+    warnings.extend(short.iter().map(|what| {
+        Problem::field(relay_path, field, short_secret_message(what))
+            .with_severity(Severity::Warning)
+    }));
     Ok((interpolated.value, shown))
 }
 
@@ -430,17 +430,17 @@ fn amqp_url(
 /// variable and the expected type instead. A syntax error gives its line, not the line's text.
 fn load_relay(path: &Path, env: &Env) -> Result<RawRelay, ConfigError> {
     if !path.is_file() {
-        return Err(ConfigProblem::file(
+        return Err(Problem::file(
             path,
             "not found; the config folder needs a relay.toml (see config/relay.toml in the repository)",
         )
         .into());
     }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigProblem::file(path, format!("cannot read: {e}")))?;
+        .map_err(|e| Problem::file(path, format!("cannot read: {e}")))?;
     // Parsed here first: config-rs would quote the offending line, password and all.
     if let Err(e) = text.parse::<toml::Table>() {
-        return Err(ConfigProblem::file(path, toml_error(&text, &e)).into());
+        return Err(Problem::file(path, toml_error(&text, &e)).into());
     }
     let overrides: config::Map<String, String> = env
         .vars()
@@ -469,7 +469,7 @@ fn library_problem(
     path: &Path,
     error: config::ConfigError,
     overrides: &config::Map<String, String>,
-) -> ConfigProblem {
+) -> Problem {
     let (key, message) = match error {
         config::ConfigError::Type {
             unexpected,
@@ -503,8 +503,8 @@ fn library_problem(
         }
     }
     match key {
-        Some(key) => ConfigProblem::field(path, key, message),
-        None => ConfigProblem::file(path, message),
+        Some(key) => Problem::field(path, key, message),
+        None => Problem::file(path, message),
     }
 }
 
@@ -551,7 +551,7 @@ fn mask_echoes(message: &str, value: &str) -> String {
 
 /// Variables that look like overrides but that config-rs would skip without a word, such as
 /// `RELAY_AMQP__URL` (one underscore after the prefix) or lowercase `relay__amqp__url`.
-fn ignored_env_overrides(env: &Env, relay_path: &Path) -> Vec<ConfigProblem> {
+fn ignored_env_overrides(env: &Env, relay_path: &Path) -> Vec<Problem> {
     let proper = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
     let mut names: Vec<&String> = env
         .vars()
@@ -565,13 +565,14 @@ fn ignored_env_overrides(env: &Env, relay_path: &Path) -> Vec<ConfigProblem> {
     names
         .into_iter()
         .map(|name| {
-            ConfigProblem::file(
+            Problem::file(
                 relay_path,
                 format!(
                     "environment variable `{name}` is ignored; overrides are spelled \
                      {ENV_PREFIX}{ENV_SEPARATOR}SECTION{ENV_SEPARATOR}KEY, e.g. RELAY__AMQP__URL"
                 ),
             )
+            .with_severity(Severity::Warning)
         })
         .collect()
 }
@@ -580,8 +581,8 @@ fn ignored_env_overrides(env: &Env, relay_path: &Path) -> Vec<ConfigProblem> {
 fn load_webhooks(
     dir: &Path,
     ctx: &WebhookContext<'_>,
-    problems: &mut Vec<ConfigProblem>,
-    warnings: &mut Vec<ConfigProblem>,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
     secrets: &mut Vec<String>,
 ) -> Vec<Arc<Webhook>> {
     let webhooks_dir = dir.join("webhooks");
@@ -592,10 +593,13 @@ fn load_webhooks(
             .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
             .collect(),
         Err(e) => {
-            warnings.push(ConfigProblem::file(
-                &webhooks_dir,
-                format!("cannot read the webhooks folder ({e}); no webhook is configured"),
-            ));
+            warnings.push(
+                Problem::file(
+                    &webhooks_dir,
+                    format!("cannot read the webhooks folder ({e}); no webhook is configured"),
+                )
+                .with_severity(Severity::Warning),
+            );
             Vec::new()
         }
     };
@@ -606,7 +610,7 @@ fn load_webhooks(
     for file in files {
         for spec in parse_webhook_file(&file, problems) {
             if let Some(first) = seen.get(&spec.name) {
-                problems.push(ConfigProblem::webhook(
+                problems.push(Problem::webhook(
                     &file,
                     &spec.name,
                     "name",
@@ -626,33 +630,36 @@ fn load_webhooks(
         }
     }
     if webhooks.is_empty() && problems.is_empty() {
-        warnings.push(ConfigProblem::file(
-            &webhooks_dir,
-            "no webhook is configured: every event will be acked without delivery",
-        ));
+        warnings.push(
+            Problem::file(
+                &webhooks_dir,
+                "no webhook is configured: every event will be acked without delivery",
+            )
+            .with_severity(Severity::Warning),
+        );
     }
     webhooks
 }
 
 /// The `[[webhook]]` tables of one file. A table that does not deserialize is reported with
 /// its name (when it has one) and skipped, so the other tables are still checked.
-fn parse_webhook_file(file: &Path, problems: &mut Vec<ConfigProblem>) -> Vec<WebhookSpec> {
+fn parse_webhook_file(file: &Path, problems: &mut Vec<Problem>) -> Vec<WebhookSpec> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => {
-            problems.push(ConfigProblem::file(file, format!("cannot read: {e}")));
+            problems.push(Problem::file(file, format!("cannot read: {e}")));
             return Vec::new();
         }
     };
     let table: toml::Table = match text.parse() {
         Ok(table) => table,
         Err(e) => {
-            problems.push(ConfigProblem::file(file, toml_error(&text, &e)));
+            problems.push(Problem::file(file, toml_error(&text, &e)));
             return Vec::new();
         }
     };
     for key in table.keys().filter(|k| k.as_str() != "webhook") {
-        problems.push(ConfigProblem::file(
+        problems.push(Problem::file(
             file,
             format!("unknown top-level key `{key}`; a webhook file holds [[webhook]] tables"),
         ));
@@ -661,7 +668,7 @@ fn parse_webhook_file(file: &Path, problems: &mut Vec<ConfigProblem>) -> Vec<Web
         return Vec::new();
     };
     let Some(entries) = entries.as_array() else {
-        problems.push(ConfigProblem::file(
+        problems.push(Problem::file(
             file,
             "`webhook` must be an array of tables: write [[webhook]]",
         ));
@@ -686,11 +693,10 @@ fn parse_webhook_file(file: &Path, problems: &mut Vec<ConfigProblem>) -> Vec<Web
                 {
                     message = mask_quoted(&message, |_| true);
                 }
-                problems.push(ConfigProblem {
-                    file: file.to_path_buf(),
+                problems.push(Problem {
                     webhook: Some(label),
                     field,
-                    message,
+                    ..Problem::file(file, message)
                 });
             }
         }

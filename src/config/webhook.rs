@@ -2,7 +2,7 @@
 //! [`Webhook`] with its URL checked against the policy and its template compiled.
 
 use super::env::{Env, Interpolated, interpolate};
-use super::error::ConfigProblem;
+use super::problem::{Problem, Severity};
 use super::relay::{DeliveryOverrides, DeliverySettings, Policy};
 use crate::pipeline::event::Trigger;
 use crate::pipeline::template::{Template, TemplateOptions};
@@ -344,7 +344,7 @@ impl Webhook {
 pub(crate) struct Validated {
     pub webhook: Webhook,
     pub secrets: Vec<String>,
-    pub warnings: Vec<ConfigProblem>,
+    pub warnings: Vec<Problem>,
 }
 
 /// Context shared by every webhook of one config.
@@ -381,12 +381,11 @@ pub(crate) fn validate(
     spec: WebhookSpec,
     file: &Path,
     ctx: &WebhookContext<'_>,
-) -> Result<Validated, Vec<ConfigProblem>> {
+) -> Result<Validated, Vec<Problem>> {
     let name = spec.name.clone();
     let mut problems = Vec::new();
     let mut secrets = Vec::new();
-    let problem =
-        |field: &str, message: String| ConfigProblem::webhook(file, &name, field, message);
+    let problem = |field: &str, message: String| Problem::webhook(file, &name, field, message);
 
     if !valid_name(&name) {
         problems.push(problem(
@@ -648,7 +647,8 @@ pub(crate) fn validate(
                 warnings: short_secrets
                     .into_iter()
                     .map(|(field, what)| {
-                        ConfigProblem::webhook(file, &name, field, short_secret_message(&what))
+                        Problem::webhook(file, &name, field, short_secret_message(&what))
+                            .with_severity(Severity::Warning)
                     })
                     .collect(),
             })

@@ -1,26 +1,51 @@
-//! Config problems: each names the file, the webhook and the field it is about.
+//! What is wrong, or probably wrong, with a config: one [`Problem`] type for load errors,
+//! load warnings and `check`'s findings, each naming the file, the webhook and the field it
+//! is about.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// One thing wrong with the config, printed as a single line:
+/// How bad a problem is: errors stop loading (and make `check` fail), warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Will not work as written.
+    Error,
+    /// Works, but is probably not what was meant.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One thing wrong with the config, printed as a single line without its severity:
 /// `config/webhooks/logzio.toml: webhook \`logzio-audit\`: url: port 8071 is not allowed …`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
+/// Serialized (for `check --json`) as `severity`, `file`, `webhook`, `field`, `message`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
     /// The file the problem is in (or the config folder, for problems of the whole set).
     pub file: PathBuf,
     /// The webhook the problem is about, if any.
     pub webhook: Option<String>,
     /// The field, as a dotted path (`delivery.max_elapsed`), if any.
     pub field: Option<String>,
-    /// What is wrong, lowercase, without the location.
+    /// What is wrong, lowercase, without the location, never showing a secret.
     pub message: String,
 }
 
-impl ConfigProblem {
-    /// A problem of a whole file.
+impl Problem {
+    /// An error of a whole file.
     pub fn file(file: &Path, message: impl Into<String>) -> Self {
-        ConfigProblem {
+        Problem {
+            severity: Severity::Error,
             file: file.to_path_buf(),
             webhook: None,
             field: None,
@@ -28,29 +53,39 @@ impl ConfigProblem {
         }
     }
 
-    /// A problem of one field of a file.
+    /// An error of one field of a file.
     pub fn field(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigProblem {
+        Problem {
             field: Some(field.into()),
             ..Self::file(file, message)
         }
     }
 
-    /// A problem of one field of one webhook.
+    /// An error of one field of one webhook.
     pub fn webhook(
         file: &Path,
         webhook: &str,
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        ConfigProblem {
+        Problem {
             webhook: Some(webhook.to_string()),
             ..Self::field(file, field, message)
         }
     }
+
+    /// The same problem with another severity.
+    pub fn with_severity(self, severity: Severity) -> Self {
+        Problem { severity, ..self }
+    }
+
+    /// Whether it stops loading.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
-impl fmt::Display for ConfigProblem {
+impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
         if let Some(webhook) = &self.webhook {
@@ -63,12 +98,12 @@ impl fmt::Display for ConfigProblem {
     }
 }
 
-/// Every problem found while loading a config; loading reports them all at once rather than
-/// stopping at the first.
+/// Every error found while loading a config; loading reports them all at once rather than
+/// stopping at the first. Each problem has [`Severity::Error`]; one per line when displayed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
     /// The problems, in file order.
-    pub problems: Vec<ConfigProblem>,
+    pub problems: Vec<Problem>,
 }
 
 impl fmt::Display for ConfigError {
@@ -83,8 +118,8 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl From<ConfigProblem> for ConfigError {
-    fn from(problem: ConfigProblem) -> Self {
+impl From<Problem> for ConfigError {
+    fn from(problem: Problem) -> Self {
         ConfigError {
             problems: vec![problem],
         }
@@ -143,6 +178,22 @@ pub(crate) fn mask_quoted(text: &str, hide: impl Fn(&str) -> bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_problem_names_file_webhook_and_field_on_one_line() {
+        let file = Path::new("config/webhooks/a.toml");
+        assert_eq!(
+            Problem::webhook(file, "hook", "url", "is bad").to_string(),
+            "config/webhooks/a.toml: webhook `hook`: url: is bad"
+        );
+        assert_eq!(
+            Problem::field(file, "amqp.url", "is bad").to_string(),
+            "config/webhooks/a.toml: amqp.url: is bad"
+        );
+        let warning = Problem::file(file, "hmm").with_severity(Severity::Warning);
+        assert_eq!(warning.to_string(), "config/webhooks/a.toml: hmm");
+        assert!(!warning.is_error());
+    }
 
     #[test]
     fn quoted_pieces_are_masked_when_asked() {
