@@ -126,53 +126,92 @@ impl From<Problem> for ConfigError {
     }
 }
 
-/// `text` with every quoted piece (between backticks, or in double quotes with `\"`
-/// escapes) whose content satisfies `hide` replaced by `***`, quotes included. Library
-/// messages quote the values they complain about this way (`invalid type: string "…"`,
-/// ``unknown variant `…` ``), so this hides a value while keeping the rest of the message.
-/// An unterminated quote hides everything after it when `hide("")` holds.
-pub(crate) fn mask_quoted(text: &str, hide: impl Fn(&str) -> bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find(['`', '"']) {
-        out.push_str(&rest[..open]);
-        let quote = rest.as_bytes()[open];
-        let inner = &rest[open + 1..];
-        let mut close = None;
-        let mut escaped = false;
-        for (i, b) in inner.bytes().enumerate() {
-            match b {
-                b'\\' if quote == b'"' && !escaped => escaped = true,
-                b if b == quote && !escaped => {
-                    close = Some(i);
-                    break;
-                }
-                _ => escaped = false,
-            }
-        }
-        match close {
-            Some(close) => {
-                let content = &inner[..close];
-                let unescaped = content.replace("\\\"", "\"").replace("\\\\", "\\");
-                if hide(content) || hide(&unescaped) {
-                    out.push_str(crate::redact::MASK);
-                } else {
-                    out.push_str(&rest[open..open + 1 + close + 1]);
-                }
-                rest = &inner[close + 1..];
-            }
-            None => {
-                if hide(inner) || hide("") {
-                    out.push_str(crate::redact::MASK);
-                } else {
-                    out.push_str(&rest[open..]);
-                }
-                rest = "";
-            }
+/// Where in the config a problem is: a file, and the webhook in it when there is one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    /// The file.
+    pub file: &'a Path,
+    /// The webhook, for problems of a `[[webhook]]` table.
+    pub webhook: Option<&'a str>,
+}
+
+impl Place<'_> {
+    /// An error of `field` here.
+    pub fn problem(&self, field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            webhook: self.webhook.map(str::to_string),
+            ..Problem::field(self.file, field, message)
         }
     }
-    out.push_str(rest);
-    out
+}
+
+/// What validation collects on its way through a config: problems of both severities in the
+/// order found, and every secret value the config introduced (for the redactor).
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    problems: Vec<Problem>,
+    /// Secret values, in the order found.
+    pub secrets: Vec<String>,
+}
+
+impl Findings {
+    /// Records one problem, error or warning.
+    pub fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    /// Records a warning.
+    pub fn warn(&mut self, problem: Problem) {
+        self.push(problem.with_severity(Severity::Warning));
+    }
+
+    /// Records each `(field, message)` of a section's checks as an error of `prefix` + field
+    /// at `place`. Returns whether there was none.
+    pub fn fields(
+        &mut self,
+        place: Place<'_>,
+        prefix: &str,
+        problems: Vec<(&'static str, String)>,
+    ) -> bool {
+        let valid = problems.is_empty();
+        for (field, message) in problems {
+            self.push(place.problem(format!("{prefix}{field}"), message));
+        }
+        valid
+    }
+
+    /// How many errors have been recorded.
+    pub fn error_count(&self) -> usize {
+        self.problems.iter().filter(|p| p.is_error()).count()
+    }
+
+    /// Whether an error has been recorded.
+    pub fn has_errors(&self) -> bool {
+        self.error_count() > 0
+    }
+
+    /// Every error recorded, for a caller that has been refused something (a section
+    /// refuses only after recording why).
+    pub fn into_error(self) -> ConfigError {
+        ConfigError {
+            problems: self
+                .problems
+                .into_iter()
+                .filter(Problem::is_error)
+                .collect(),
+        }
+    }
+
+    /// The warnings and the secrets, or every error as a [`ConfigError`] when there is any.
+    pub fn finish(self) -> Result<(Vec<Problem>, Vec<String>), ConfigError> {
+        let (errors, warnings): (Vec<Problem>, Vec<Problem>) =
+            self.problems.into_iter().partition(Problem::is_error);
+        if errors.is_empty() {
+            Ok((warnings, self.secrets))
+        } else {
+            Err(ConfigError { problems: errors })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -196,24 +235,27 @@ mod tests {
     }
 
     #[test]
-    fn quoted_pieces_are_masked_when_asked() {
-        let message = "invalid type: string \"amqp://u:p\\\"w@h\", expected `a sequence`";
+    fn findings_split_errors_from_warnings_in_order() {
+        let file = Path::new("relay.toml");
+        let mut found = Findings::default();
+        found.warn(Problem::file(file, "w1"));
+        found.push(Problem::file(file, "e1"));
+        found.warn(Problem::file(file, "w2"));
+        found.push(Problem::file(file, "e2"));
+        assert!(found.has_errors());
         assert_eq!(
-            mask_quoted(message, |_| true),
-            "invalid type: string ***, expected ***"
+            found.finish().unwrap_err().to_string(),
+            "relay.toml: e1\nrelay.toml: e2"
         );
-        assert_eq!(
-            mask_quoted(message, |q| q.contains("p\"w")),
-            "invalid type: string ***, expected `a sequence`"
-        );
-        assert_eq!(
-            mask_quoted(
-                "unknown variant `quorom`, expected `classic` or `quorum`",
-                |q| { "quorom".contains(q) }
-            ),
-            "unknown variant ***, expected `classic` or `quorum`"
-        );
-        assert_eq!(mask_quoted("cut `secr", |_| true), "cut ***");
-        assert_eq!(mask_quoted("no quotes", |_| true), "no quotes");
+
+        let mut found = Findings::default();
+        found.warn(Problem::file(file, "w1"));
+        found.warn(Problem::file(file, "w2"));
+        found.secrets.push("s3cr3t".into());
+        assert!(!found.has_errors());
+        let (warnings, secrets) = found.finish().unwrap();
+        let warnings: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(warnings, ["w1", "w2"]);
+        assert_eq!(secrets, ["s3cr3t"]);
     }
 }
