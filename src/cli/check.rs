@@ -1,11 +1,12 @@
-//! `webhook-relay check`: validates the whole config without touching the network, one line
-//! per problem, naming file, webhook and field.
+//! `webhook-relay check`: loads the whole config and runs the config lint
+//! ([`config::lint`]) without touching the network; prints one line per problem (load
+//! errors, load warnings and lint findings alike), naming file, webhook and field.
 
 use super::output::{Style, plural, print_json};
-use crate::config::lint::{self, Finding, Severity};
-use crate::config::{self, Env};
+use crate::config::{self, Env, Problem, Severity, lint};
 use std::path::Path;
 
+/// What `check --json` prints.
 #[derive(serde::Serialize)]
 struct Report {
     ok: bool,
@@ -13,7 +14,7 @@ struct Report {
     warnings: usize,
     webhooks: usize,
     active: usize,
-    findings: Vec<Finding>,
+    findings: Vec<Problem>,
 }
 
 /// Runs `check` on the config folder `dir`; exit 0 when there is no error (warnings allowed),
@@ -22,40 +23,14 @@ pub fn run(dir: &Path, env: &Env, json: bool) -> u8 {
     let style = Style::detect();
     let (findings, webhooks, active) = match config::load(dir, env) {
         Ok(config) => {
-            let mut findings: Vec<Finding> = config
-                .warnings
-                .iter()
-                .map(|w| Finding {
-                    severity: Severity::Warning,
-                    file: w.file.clone(),
-                    webhook: w.webhook.clone(),
-                    field: w.field.clone(),
-                    message: w.message.clone(),
-                })
-                .collect();
+            let mut findings = config.warnings.clone();
             findings.extend(lint::lint(&config));
             let active = config.webhooks.iter().filter(|w| w.is_active()).count();
             (findings, config.webhooks.len(), active)
         }
-        Err(e) => (
-            e.problems
-                .into_iter()
-                .map(|p| Finding {
-                    severity: Severity::Error,
-                    file: p.file,
-                    webhook: p.webhook,
-                    field: p.field,
-                    message: p.message,
-                })
-                .collect(),
-            0,
-            0,
-        ),
+        Err(e) => (e.problems, 0, 0),
     };
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
+    let errors = findings.iter().filter(|f| f.is_error()).count();
     let warnings = findings.len() - errors;
     if json {
         print_json(&Report {

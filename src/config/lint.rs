@@ -1,181 +1,149 @@
-//! Checks of a loaded config that go beyond what loading refuses: template paths that can
-//! never exist in an event, bodies that render invalid JSON for the sample events, webhooks
-//! that can never fire or are duplicates, a retry window close to the broker's consumer
-//! timeout, and secrets written into files. Pure: no network.
+//! Config lint: checks of a loaded [`Config`] that go beyond what loading refuses, for
+//! `webhook-relay check`. Template paths that can never exist in an event, bodies that render
+//! invalid JSON for the sample events, webhooks that can never fire or are duplicates, a
+//! retry window close to the broker's consumer timeout, batches that cannot fill, and secrets
+//! written into files. Each finding is a [`Problem`] like a load error, with its
+//! [`Severity`]. Pure: no network.
 
-use crate::config::{Config, Webhook};
+use crate::config::{Config, Problem, Severity, Webhook};
 use crate::pipeline::event::{self, Trigger};
-use std::fmt;
-use std::path::PathBuf;
-
-/// How bad a finding is: errors make `check` fail, warnings do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Will not work as written.
-    Error,
-    /// Works, but is probably not what was meant.
-    Warning,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        })
-    }
-}
-
-/// One finding, naming file, webhook and field like a config problem does.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    /// Error or warning.
-    pub severity: Severity,
-    /// The file it is about.
-    pub file: PathBuf,
-    /// The webhook it is about, if any.
-    pub webhook: Option<String>,
-    /// The field it is about, if any.
-    pub field: Option<String>,
-    /// What is wrong, lowercase, secret-free.
-    pub message: String,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(webhook) = &self.webhook {
-            write!(f, ": webhook `{webhook}`")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
 
 /// A retry window above this share of the consumer timeout is flagged.
 const CONSUMER_TIMEOUT_MARGIN: f64 = 0.8;
 
-/// Every finding for `config`, in webhook order.
-pub fn lint(config: &Config) -> Vec<Finding> {
-    let mut out = Vec::new();
-    if !config.webhooks.iter().any(|w| w.is_active()) {
-        let (severity, message) = if config.policy.allow_idle {
-            (
-                Severity::Warning,
-                "no active webhook: `run` starts idle (policy.allow_idle) and consumes nothing \
-                 until a reload brings one",
-            )
-        } else {
-            (
-                Severity::Error,
-                "no active webhook: every event would be acked and dropped, so `run` refuses to \
-                 start (set policy.allow_idle = true to start without consuming)",
-            )
-        };
-        out.push(Finding {
-            severity,
-            file: config.dir.join("webhooks"),
-            webhook: None,
-            field: None,
-            message: message.to_string(),
-        });
-    }
+/// Every finding for `config`: the config as a whole, then each webhook in order, then
+/// duplicates.
+pub fn lint(config: &Config) -> Vec<Problem> {
+    let mut out: Vec<Problem> = no_active_webhook(config).into_iter().collect();
     for webhook in &config.webhooks {
-        let finding = |severity, field: &str, message: String| Finding {
-            severity,
-            file: webhook.source.clone(),
-            webhook: Some(webhook.name.clone()),
-            field: Some(field.to_string()),
-            message,
-        };
-        let template_field = "body_template";
-        for path in webhook.template.expressions() {
-            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-            if !event::schema_allows_path(&segments) {
-                let dotted = dotted(&path);
-                let hint = suggest(&dotted)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                out.push(finding(
-                    Severity::Error,
-                    template_field,
-                    format!(
-                        "`{dotted}` can never exist in an access-request event{hint}; \
-                         see `webhook-relay schema --fields`"
-                    ),
-                ));
-            }
-        }
+        out.extend(template_paths(webhook));
         out.extend(
             render_problems(webhook)
                 .into_iter()
-                .map(|m| finding(Severity::Warning, template_field, m)),
+                .map(|m| finding(webhook, Severity::Warning, "body_template", m)),
         );
-        if webhook.triggers.is_empty() {
-            out.push(finding(
-                Severity::Warning,
-                "triggers",
-                "the webhook has no triggers, so no event will ever reach it".into(),
-            ));
-        }
-        let hold = webhook.delivery.worst_case_hold().as_secs_f64();
-        let limit = config.amqp.consumer_timeout.as_secs_f64();
-        if hold > limit * CONSUMER_TIMEOUT_MARGIN {
-            out.push(finding(
-                Severity::Warning,
-                "delivery.retry_window",
-                format!(
-                    "retry_window + timeout ({:.0}s) is within {:.0}% of the broker's consumer \
-                     timeout ({:.0}s): a slow broker or clock could make it close the channel",
-                    hold,
-                    (1.0 - CONSUMER_TIMEOUT_MARGIN) * 100.0,
-                    limit
-                ),
-            ));
-        }
-        if let Some(batch) = webhook.batch {
-            let in_flight = u32::from(config.amqp.prefetch);
-            if batch.max_events > in_flight {
-                out.push(finding(
-                    Severity::Warning,
-                    "batch.max_events",
-                    format!(
-                        "{} is more than can be in flight at once (amqp.prefetch = {}): such a \
-                         batch could never fill and would wait out linger every time, so the \
-                         worker sends batches of {in_flight}",
-                        batch.max_events, config.amqp.prefetch
-                    ),
-                ));
-            }
-        }
-        for field in &webhook.inline_secrets {
-            out.push(finding(
-                Severity::Warning,
-                field,
-                "holds a secret written into the file; use ${VAR} and set it in the \
-                 environment (e.g. token=${LOGZIO_TOKEN})"
-                    .into(),
-            ));
-        }
+        out.extend(no_triggers(webhook));
+        out.extend(retry_window_near_consumer_timeout(config, webhook));
+        out.extend(batch_cannot_fill(config, webhook));
+        out.extend(inline_secrets(webhook));
     }
-    for (i, a) in config.webhooks.iter().enumerate() {
-        for b in &config.webhooks[i + 1..] {
-            if same_behaviour(a, b) {
-                out.push(Finding {
-                    severity: Severity::Warning,
-                    file: b.source.clone(),
-                    webhook: Some(b.name.clone()),
-                    field: None,
-                    message: format!(
-                        "is identical to webhook `{}` ({}): every event would be sent twice",
-                        a.name,
-                        a.source.display()
-                    ),
-                });
-            }
+    out.extend(duplicates(&config.webhooks));
+    out
+}
+
+/// A finding about `field` of `webhook`.
+fn finding(webhook: &Webhook, severity: Severity, field: &str, message: String) -> Problem {
+    Problem::webhook(&webhook.source, &webhook.name, field, message).with_severity(severity)
+}
+
+/// No active webhook: an error, unless `policy.allow_idle` says to start idle.
+fn no_active_webhook(config: &Config) -> Option<Problem> {
+    if config.webhooks.iter().any(|w| w.is_active()) {
+        return None;
+    }
+    let (severity, message) = if config.policy.allow_idle {
+        (
+            Severity::Warning,
+            "no active webhook: `run` starts idle (policy.allow_idle) and consumes nothing \
+             until a reload brings one",
+        )
+    } else {
+        (
+            Severity::Error,
+            "no active webhook: every event would be acked and dropped, so `run` refuses to \
+             start (set policy.allow_idle = true to start without consuming)",
+        )
+    };
+    Some(Problem::file(&config.dir.join("webhooks"), message).with_severity(severity))
+}
+
+/// Template paths that the event schema says can never exist (errors), with the closest
+/// real path when it looks like a typo.
+fn template_paths(webhook: &Webhook) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for path in webhook.template.expressions() {
+        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+        if event::schema_allows_path(&segments) {
+            continue;
+        }
+        let dotted = dotted(&path);
+        let hint = suggest(&dotted)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        let message = format!(
+            "`{dotted}` can never exist in an access-request event{hint}; \
+             see `webhook-relay schema --fields`"
+        );
+        out.push(finding(webhook, Severity::Error, "body_template", message));
+    }
+    out
+}
+
+/// A webhook without triggers never fires.
+fn no_triggers(webhook: &Webhook) -> Option<Problem> {
+    webhook.triggers.is_empty().then(|| {
+        let message = "the webhook has no triggers, so no event will ever reach it";
+        finding(webhook, Severity::Warning, "triggers", message.into())
+    })
+}
+
+/// In-process retries that could hold a message close to the broker's consumer timeout
+/// (loading refuses them only from the timeout on).
+fn retry_window_near_consumer_timeout(config: &Config, webhook: &Webhook) -> Option<Problem> {
+    let hold = webhook.delivery.worst_case_hold().as_secs_f64();
+    let limit = config.amqp.consumer_timeout.as_secs_f64();
+    (hold > limit * CONSUMER_TIMEOUT_MARGIN).then(|| {
+        let message = format!(
+            "retry_window + timeout ({:.0}s) is within {:.0}% of the broker's consumer \
+             timeout ({:.0}s): a slow broker or clock could make it close the channel",
+            hold,
+            (1.0 - CONSUMER_TIMEOUT_MARGIN) * 100.0,
+            limit
+        );
+        finding(webhook, Severity::Warning, "delivery.retry_window", message)
+    })
+}
+
+/// A batch larger than what can be in flight at once could never fill.
+fn batch_cannot_fill(config: &Config, webhook: &Webhook) -> Option<Problem> {
+    let batch = webhook.batch?;
+    let in_flight = u32::from(config.amqp.prefetch);
+    (batch.max_events > in_flight).then(|| {
+        let message = format!(
+            "{} is more than can be in flight at once (amqp.prefetch = {}): such a \
+             batch could never fill and would wait out linger every time, so the \
+             worker sends batches of {in_flight}",
+            batch.max_events, config.amqp.prefetch
+        );
+        finding(webhook, Severity::Warning, "batch.max_events", message)
+    })
+}
+
+/// Secrets written into the file instead of taken from `${VAR}`.
+fn inline_secrets(webhook: &Webhook) -> Vec<Problem> {
+    let message = "holds a secret written into the file; use ${VAR} and set it in the \
+                   environment (e.g. token=${LOGZIO_TOKEN})";
+    webhook
+        .inline_secrets
+        .iter()
+        .map(|field| finding(webhook, Severity::Warning, field, message.into()))
+        .collect()
+}
+
+/// Each webhook that behaves exactly like an earlier one: every event would be sent twice.
+fn duplicates(webhooks: &[std::sync::Arc<Webhook>]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (i, a) in webhooks.iter().enumerate() {
+        for b in webhooks[i + 1..].iter().filter(|b| same_behaviour(a, b)) {
+            let message = format!(
+                "is identical to webhook `{}` ({}): every event would be sent twice",
+                a.name,
+                a.source.display()
+            );
+            out.push(Problem {
+                webhook: Some(b.name.clone()),
+                ..Problem::file(&b.source, message).with_severity(Severity::Warning)
+            });
         }
     }
     out
@@ -229,6 +197,7 @@ fn nested_json_problem(body: &str) -> Option<String> {
     None
 }
 
+/// Whether two webhooks send the same requests for the same events.
 fn same_behaviour(a: &Webhook, b: &Webhook) -> bool {
     a.method == b.method
         && a.url.expose() == b.url.expose()
@@ -242,6 +211,7 @@ fn same_behaviour(a: &Webhook, b: &Webhook) -> bool {
         })
 }
 
+/// A template path written the way the schema lists it: `data.access_groups.[0].name`.
 fn dotted(path: &[String]) -> String {
     path.iter()
         .map(|s| {

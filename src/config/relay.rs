@@ -1,12 +1,15 @@
-//! `relay.toml`: the worker's own settings, with their defaults and field-by-field validation.
+//! `relay.toml`: the shape of the file, and its small sections (`[http]`, `[policy]`,
+//! `[shutdown]`, `[monitor]`, `[server]`, `[log]`), each validating itself. `[amqp]` and
+//! `[delivery]` have modules of their own.
 
+use super::amqp::RawAmqp;
+use super::delivery::DeliveryOverrides;
 use super::duration;
+use super::problem::{Findings, Problem};
 use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// RabbitMQ's default `consumer_timeout` (30 minutes): an unacked delivery older than this
-/// makes the broker close the channel.
-pub const RABBITMQ_DEFAULT_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// `relay.toml` as written (after `RELAY__…` overrides), before validation.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,45 +19,67 @@ pub(crate) struct RawRelay {
     pub delivery: DeliveryOverrides,
     pub http: RawHttp,
     pub policy: Policy,
-    pub shutdown: RawShutdown,
+    pub shutdown: ShutdownSettings,
     pub monitor: RawMonitor,
     pub server: RawServer,
     pub log: RawLog,
 }
 
-/// `[server]` as written.
-#[derive(Debug, Clone, Deserialize)]
+/// `[http]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct RawServer {
-    pub listen: String,
+pub(crate) struct RawHttp {
+    pub ca_file: String,
 }
 
-impl Default for RawServer {
-    fn default() -> Self {
-        RawServer {
-            listen: "127.0.0.1:9090".into(),
-        }
+/// `[http]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// The extra root CAs file, if any.
+    pub ca_file: Option<PathBuf>,
+    /// Its PEM contents, read at load time.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl RawHttp {
+    /// Reads `ca_file` (relative to the config folder `dir`) and checks that it holds a PEM
+    /// certificate. On a problem, records it against `file` and returns no extra CA.
+    pub(crate) fn validate(&self, dir: &Path, file: &Path, found: &mut Findings) -> HttpSettings {
+        let ca_file = match self.ca_file.trim() {
+            "" => return HttpSettings::default(),
+            ca_file => dir.join(ca_file),
+        };
+        let message = match std::fs::read(&ca_file) {
+            Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                return HttpSettings {
+                    ca_file: Some(ca_file),
+                    ca_pem: Some(pem),
+                };
+            }
+            Ok(_) => format!("{} holds no PEM certificate", ca_file.display()),
+            Err(e) => format!("cannot read {}: {e}", ca_file.display()),
+        };
+        found.push(Problem::field(file, "http.ca_file", message));
+        HttpSettings::default()
     }
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// JSON when stdout is not a terminal, human-readable when it is.
-    #[default]
-    Auto,
-    /// Human-readable lines.
-    Pretty,
-    /// One JSON object per line.
-    Json,
+/// `[shutdown]`, as written and validated (any grace is valid).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// How long in-flight deliveries may run after SIGTERM before the worker exits and lets
+    /// the broker redeliver what did not finish.
+    #[serde(with = "duration")]
+    pub grace: Duration,
 }
 
-/// `[log]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct RawLog {
-    pub format: LogFormat,
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings {
+            grace: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[monitor]` as written.
@@ -73,142 +98,75 @@ impl Default for RawMonitor {
     }
 }
 
-/// RabbitMQ's own default `frame_max`: a publisher with default settings can send message
-/// headers up to this size, so the worker must accept frames this large.
-pub const RABBITMQ_DEFAULT_FRAME_MAX: u32 = 128 * 1024;
-
-/// Default `amqp.max_message_bytes`: 1 MiB, twice Logz.io's 500,000-byte line limit. Every
-/// event whose line could fit that limit is accepted with room to spare (escaping only grows
-/// what a template copies), and an event between the two is still judged by its webhook (a
-/// batched webhook dead-letters a line over 500,000 bytes as `rejected`, saying so). Events
-/// in this feed are a few kB: anything over 1 MiB is broken or hostile and is dead-lettered
-/// unparsed as `too_large`, before it costs a parse.
-pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
-
-/// Default `amqp.memory_budget`: bytes of message bodies in flight. A body in flight costs
-/// three to four times its size at its peak (the bytes, the parsed event while it renders,
-/// and each webhook's body on the wire, which the seed template makes about as large as the
-/// event), so 16 MiB holds a backlog of 450 kB events at about 85 MiB resident, inside the
-/// shipped 128 MiB pod limit with room for the rest of the process. Small events never reach
-/// it: 16 MiB is 4,096 of them, far over the default prefetch.
-pub const DEFAULT_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
-
-/// `[amqp]` as written. `url` and `urls` may hold a password (or come whole from
-/// `RELAY__AMQP__URL`), so `Debug` shows them as `***`.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct RawAmqp {
-    pub url: String,
-    pub urls: Vec<String>,
-    pub queue_type: QueueType,
-    pub redelivery_limit: u32,
-    pub frame_max: u32,
-    pub max_message_bytes: u32,
-    pub memory_budget: u64,
-    pub exchange: String,
-    pub queue: String,
-    pub dead_letter_queue: String,
-    pub prefetch: u16,
-    pub declare: bool,
-    #[serde(with = "duration")]
-    pub consumer_timeout: Duration,
-    #[serde(with = "duration")]
-    pub reconnect_initial_backoff: Duration,
-    #[serde(with = "duration")]
-    pub reconnect_max_backoff: Duration,
-    pub connection_name: String,
-}
-
-impl std::fmt::Debug for RawAmqp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::redact::MASK;
-        f.debug_struct("RawAmqp")
-            .field("url", &MASK)
-            .field("urls", &vec![MASK; self.urls.len()])
-            .field("queue_type", &self.queue_type)
-            .field("redelivery_limit", &self.redelivery_limit)
-            .field("frame_max", &self.frame_max)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("memory_budget", &self.memory_budget)
-            .field("exchange", &self.exchange)
-            .field("queue", &self.queue)
-            .field("dead_letter_queue", &self.dead_letter_queue)
-            .field("prefetch", &self.prefetch)
-            .field("declare", &self.declare)
-            .field("consumer_timeout", &self.consumer_timeout)
-            .field("reconnect_initial_backoff", &self.reconnect_initial_backoff)
-            .field("reconnect_max_backoff", &self.reconnect_max_backoff)
-            .field("connection_name", &self.connection_name)
-            .finish()
-    }
-}
-
-impl Default for RawAmqp {
-    fn default() -> Self {
-        RawAmqp {
-            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            urls: Vec::new(),
-            queue_type: QueueType::Classic,
-            redelivery_limit: 20,
-            frame_max: RABBITMQ_DEFAULT_FRAME_MAX,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            memory_budget: DEFAULT_MEMORY_BUDGET,
-            exchange: "access-requests".into(),
-            queue: "access-requests".into(),
-            dead_letter_queue: "access-requests.dead-letter".into(),
-            prefetch: 256,
-            declare: true,
-            consumer_timeout: RABBITMQ_DEFAULT_CONSUMER_TIMEOUT,
-            reconnect_initial_backoff: Duration::from_millis(500),
-            reconnect_max_backoff: Duration::from_secs(30),
-            connection_name: "webhook-relay".into(),
+impl RawMonitor {
+    /// The monitor interval; a zero interval is recorded as a problem of `file`.
+    pub(crate) fn validate(&self, file: &Path, found: &mut Findings) -> Duration {
+        if self.interval.is_zero() {
+            found.push(Problem::field(
+                file,
+                "monitor.interval",
+                "must be greater than 0",
+            ));
         }
+        self.interval
     }
 }
 
-/// The kind of every queue the worker declares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueType {
-    /// RabbitMQ's classic queue: one node.
-    #[default]
-    Classic,
-    /// A replicated quorum queue: survives the loss of a minority of cluster nodes, and
-    /// counts redeliveries (`x-delivery-count`).
-    Quorum,
-}
-
-impl QueueType {
-    /// The `x-queue-type` argument value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
-        }
-    }
-}
-
-/// `[http]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct RawHttp {
-    pub ca_file: String,
-}
-
-/// `[shutdown]` as written.
+/// `[server]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct RawShutdown {
-    #[serde(with = "duration")]
-    pub grace: Duration,
+pub(crate) struct RawServer {
+    pub listen: String,
 }
 
-impl Default for RawShutdown {
+impl Default for RawServer {
     fn default() -> Self {
-        RawShutdown {
-            grace: Duration::from_secs(30),
+        RawServer {
+            listen: "127.0.0.1:9090".into(),
         }
     }
+}
+
+impl RawServer {
+    /// The address to serve on, `None` for `""` (no server). An address that does not parse
+    /// is recorded as a problem of `file` (and gives `None`).
+    pub(crate) fn validate(&self, file: &Path, found: &mut Findings) -> Option<SocketAddr> {
+        let text = self.listen.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let addr = text.parse::<SocketAddr>();
+        if addr.is_err() {
+            found.push(Problem::field(
+                file,
+                "server.listen",
+                format!(
+                    "`{text}` is not an address like 127.0.0.1:9090 (\"\" turns the server off)"
+                ),
+            ));
+        }
+        addr.ok()
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, human-readable when it is.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]` as written; every format is valid.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawLog {
+    pub format: LogFormat,
 }
 
 /// `[policy]`: the seed's URL rules. On by default: HTTPS only, no custom ports.
@@ -261,142 +219,96 @@ fn ports<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
     }
 }
 
-/// Delivery settings as written in `[delivery]` or a webhook's `[webhook.delivery]`: every
-/// field optional, so a webhook overrides only what it names.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryOverrides {
-    /// Per-attempt timeout.
-    #[serde(with = "duration::option")]
-    pub timeout: Option<Duration>,
-    /// Attempts in all, the first included.
-    pub max_attempts: Option<u32>,
-    /// First backoff delay.
-    #[serde(with = "duration::option")]
-    pub initial_backoff: Option<Duration>,
-    /// Longest backoff delay, also the cap on `Retry-After`.
-    #[serde(with = "duration::option")]
-    pub max_backoff: Option<Duration>,
-    /// Longest time from the first attempt to giving up.
-    #[serde(with = "duration::option")]
-    pub max_elapsed: Option<Duration>,
-    /// Most requests in flight to this webhook at once.
-    pub concurrency: Option<u32>,
-    /// How long to retry in process before parking the delivery in its retry queue.
-    #[serde(with = "duration::option")]
-    pub retry_window: Option<Duration>,
-    /// Consecutive failures that open the webhook's circuit (0 turns the breaker off).
-    pub circuit_failures: Option<u32>,
-    /// How long an open circuit waits before letting one probe through.
-    #[serde(with = "duration::option")]
-    pub circuit_cooldown: Option<Duration>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The delivery policy of one webhook, defaults and overrides merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeliverySettings {
-    /// Per-attempt timeout (connect + request + response body).
-    pub timeout: Duration,
-    /// Attempts in all, the first included; at least 1.
-    pub max_attempts: u32,
-    /// First backoff delay; doubled per retry, with jitter.
-    pub initial_backoff: Duration,
-    /// Longest backoff delay, and the cap on a server's `Retry-After`.
-    pub max_backoff: Duration,
-    /// No attempt starts after this much time since the first failure, across restarts.
-    pub max_elapsed: Duration,
-    /// Most requests in flight to this webhook at once.
-    pub concurrency: u32,
-    /// In-process retries last at most this long; then the delivery moves to the webhook's
-    /// durable retry queue and the input event can be acked.
-    pub retry_window: Duration,
-    /// Consecutive failures that open the circuit; 0 turns the breaker off.
-    pub circuit_failures: u32,
-    /// How long an open circuit sends deliveries straight to the retry queue before one probe
-    /// is let through.
-    pub circuit_cooldown: Duration,
-}
-
-impl Default for DeliverySettings {
-    fn default() -> Self {
-        DeliverySettings {
-            timeout: Duration::from_secs(10),
-            max_attempts: 8,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(60),
-            max_elapsed: Duration::from_secs(3600),
-            concurrency: 64,
-            retry_window: Duration::from_secs(5),
-            circuit_failures: 10,
-            circuit_cooldown: Duration::from_secs(30),
-        }
-    }
-}
-
-impl DeliverySettings {
-    /// `self` with every field that `overrides` names replaced.
-    pub fn with(self, overrides: &DeliveryOverrides) -> Self {
-        DeliverySettings {
-            timeout: overrides.timeout.unwrap_or(self.timeout),
-            max_attempts: overrides.max_attempts.unwrap_or(self.max_attempts),
-            initial_backoff: overrides.initial_backoff.unwrap_or(self.initial_backoff),
-            max_backoff: overrides.max_backoff.unwrap_or(self.max_backoff),
-            max_elapsed: overrides.max_elapsed.unwrap_or(self.max_elapsed),
-            concurrency: overrides.concurrency.unwrap_or(self.concurrency),
-            retry_window: overrides.retry_window.unwrap_or(self.retry_window),
-            circuit_failures: overrides.circuit_failures.unwrap_or(self.circuit_failures),
-            circuit_cooldown: overrides.circuit_cooldown.unwrap_or(self.circuit_cooldown),
-        }
+    fn relay_file() -> &'static Path {
+        Path::new("relay.toml")
     }
 
-    /// The longest a message can stay unacked because of this webhook: the in-process retry
-    /// window (bounded by `max_elapsed`), plus one last attempt's timeout, plus the longest
-    /// backoff sleep that may start inside the window.
-    pub fn worst_case_hold(&self) -> Duration {
-        self.retry_window.min(self.max_elapsed) + self.timeout
+    fn errors(found: Findings) -> String {
+        found
+            .finish()
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
     }
 
-    /// Field-by-field and cross-field problems, as `(field, message)`.
-    pub fn problems(&self, consumer_timeout: Duration) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if self.timeout.is_zero() {
-            out.push(("timeout", "must be greater than 0".to_string()));
-        }
-        if self.max_attempts == 0 {
-            out.push(("max_attempts", "must be at least 1".to_string()));
-        }
-        if self.initial_backoff.is_zero() {
-            out.push(("initial_backoff", "must be greater than 0".to_string()));
-        }
-        if self.max_backoff < self.initial_backoff {
-            out.push((
-                "max_backoff",
-                format!(
-                    "{} is shorter than initial_backoff ({})",
-                    duration::show(self.max_backoff),
-                    duration::show(self.initial_backoff)
-                ),
-            ));
-        }
-        if self.concurrency == 0 {
-            out.push(("concurrency", "must be at least 1".to_string()));
-        }
-        if self.worst_case_hold() >= consumer_timeout {
-            out.push((
-                "retry_window",
-                format!(
-                    "{} plus one attempt's timeout ({}) reaches the broker's consumer timeout ({}, \
-                     amqp.consumer_timeout); the broker would close the channel on a message \
-                     still being retried in process",
-                    duration::show(self.retry_window.min(self.max_elapsed)),
-                    duration::show(self.timeout),
-                    duration::show(consumer_timeout)
-                ),
-            ));
-        }
-        if self.circuit_failures > 0 && self.circuit_cooldown.is_zero() {
-            out.push(("circuit_cooldown", "must be greater than 0".to_string()));
-        }
-        out
+    #[test]
+    fn server_listen_is_an_address_or_empty() {
+        let mut found = Findings::default();
+        let server = |listen: &str| RawServer {
+            listen: listen.into(),
+        };
+        assert_eq!(
+            server(" 127.0.0.1:9090 ").validate(relay_file(), &mut found),
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(server("").validate(relay_file(), &mut found), None);
+        assert!(!found.has_errors());
+        assert_eq!(server("nonsense").validate(relay_file(), &mut found), None);
+        assert_eq!(
+            errors(found),
+            "relay.toml: server.listen: `nonsense` is not an address like 127.0.0.1:9090 \
+             (\"\" turns the server off)"
+        );
+    }
+
+    #[test]
+    fn monitor_interval_must_be_positive() {
+        let mut found = Findings::default();
+        let monitor = RawMonitor {
+            interval: Duration::ZERO,
+        };
+        monitor.validate(relay_file(), &mut found);
+        assert_eq!(
+            errors(found),
+            "relay.toml: monitor.interval: must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn the_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not.pem"), "hello").unwrap();
+        let http = |ca_file: &str| RawHttp {
+            ca_file: ca_file.into(),
+        };
+        let mut found = Findings::default();
+        let none = http(" ").validate(dir.path(), relay_file(), &mut found);
+        assert!(none.ca_file.is_none() && !found.has_errors());
+        let refused = http("not.pem").validate(dir.path(), relay_file(), &mut found);
+        assert!(refused.ca_pem.is_none());
+        let message = errors(found);
+        assert!(
+            message.starts_with("relay.toml: http.ca_file: ")
+                && message.ends_with("not.pem holds no PEM certificate"),
+            "{message}"
+        );
+
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let mut found = Findings::default();
+        let read = http("ca.pem").validate(dir.path(), relay_file(), &mut found);
+        assert_eq!(read.ca_file, Some(dir.path().join("ca.pem")));
+        assert!(read.ca_pem.is_some() && !found.has_errors());
+    }
+
+    #[test]
+    fn ports_come_as_a_list_a_number_or_text() {
+        let policy = |toml: &str| toml::from_str::<Policy>(toml).map(|p| p.allowed_ports);
+        assert_eq!(policy("allowed_ports = [8071]").unwrap(), [8071]);
+        assert_eq!(policy("allowed_ports = 8071").unwrap(), [8071]);
+        assert_eq!(
+            policy("allowed_ports = \"8071, 8443\"").unwrap(),
+            [8071, 8443]
+        );
+        let err = policy("allowed_ports = \"8071,x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`x` is not a port number"), "{err}");
     }
 }

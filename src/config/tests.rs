@@ -487,9 +487,9 @@ fn debug_never_shows_secrets() {
         &[("a.toml", &text)],
     );
     let config = load(dir.path(), &env()).unwrap_or_else(|e| panic!("{e}"));
-    let raw = load_relay(&dir.path().join("relay.toml"), &env()).unwrap();
+    let raw = source::read_relay(&dir.path().join("relay.toml"), &env()).unwrap();
     let table: toml::Table = text.parse().unwrap();
-    let spec: WebhookSpec = table["webhook"][0].clone().try_into().unwrap();
+    let spec: webhook::WebhookSpec = table["webhook"][0].clone().try_into().unwrap();
     for (what, shown) in [
         ("Config", format!("{config:?}")),
         ("RawRelay", format!("{raw:?}")),

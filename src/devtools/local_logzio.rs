@@ -40,13 +40,11 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::MAX_LINE_BYTES;
 use crate::devtools::devcert::{DevCert, DevCertError};
 
 /// The largest request body the listener takes: 10 MB. A larger body gets `413`.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
-
-/// The longest line the listener takes: 500,000 bytes. A longer line counts as oversized.
-pub const MAX_LINE_BYTES: usize = 500_000;
 
 /// How much of an oversized body is read and thrown away before answering `413`. Draining lets
 /// the client finish sending and read the answer, instead of getting a connection reset; past

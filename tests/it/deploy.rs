@@ -40,7 +40,7 @@ fn assert_checks(dir: &Path, env: &[(&str, &str)]) {
         .unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
     let errors: Vec<String> = webhook_relay::config::lint::lint(&config)
         .into_iter()
-        .filter(|f| f.severity == webhook_relay::config::lint::Severity::Error)
+        .filter(|f| f.severity == webhook_relay::config::Severity::Error)
         .map(|f| f.to_string())
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
