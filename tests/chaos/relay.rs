@@ -1,7 +1,7 @@
 //! The real `webhook-relay run` binary as a child process that a test can SIGKILL, SIGTERM and
 //! read the logs of. Dropping it kills the process, so a failing test leaves nothing behind.
 
-use crate::harness::TestApp;
+use crate::support::harness::TestApp;
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};

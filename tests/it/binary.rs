@@ -1,8 +1,6 @@
 //! The real binary, driven as a child process: exactly the environment a test gives it, its
 //! output collected by threads, and a guard that kills it if the test ends first.
 
-#![allow(dead_code)]
-
 use crate::harness::TestApp;
 use std::io::{Read, Write};
 use std::path::Path;
