@@ -2,8 +2,8 @@
 //! `publish` and `dlq list | show | replay | purge`, against the real broker and local HTTPS
 //! listeners. Each run gets `--config <the test's folder>` and exactly the harness's variables.
 
-use crate::binary::{Finished, Relay, child_env};
-use crate::harness::{TestApp, app, sample_with, shipped_logzio_webhook};
+use crate::binary::{Finished, Relay};
+use crate::harness::{TestApp, app, child_env, sample_with, shipped_logzio_webhook};
 use crate::support::logzio::{Scripted, TEST_TOKEN};
 use serde_json::Value;
 use std::path::Path;

@@ -3,8 +3,8 @@
 //! would drop every event, and forged retry headers. Each test checks that nothing stalls,
 //! loops, grows without bound or is lost.
 
-use crate::binary::{Relay, child_env};
-use crate::harness::{TestApp, app, sample_with};
+use crate::binary::Relay;
+use crate::harness::{TestApp, app, child_env, sample_with};
 use crate::support::proxy::TcpProxy;
 use lapin::BasicProperties;
 use lapin::options::QueueDeclareOptions;

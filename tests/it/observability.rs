@@ -1,7 +1,7 @@
 //! Metrics, health and readiness, and structured logs.
 
-use crate::binary::{Relay, child_env};
-use crate::harness::{app, sample_with};
+use crate::binary::Relay;
+use crate::harness::{app, child_env, sample_with};
 use crate::support::logzio::TEST_TOKEN;
 use crate::support::proxy::TcpProxy;
 use std::time::Duration;

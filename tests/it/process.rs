@@ -1,7 +1,7 @@
 //! The real binary: signals, exit codes, what it prints.
 
-use crate::binary::{Finished, Relay, child_env};
-use crate::harness::{TestApp, app};
+use crate::binary::{Finished, Relay};
+use crate::harness::{TestApp, app, child_env};
 use crate::support::logzio::{Scripted, TEST_TOKEN};
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};

@@ -4,8 +4,8 @@
 //! circuit breaker, quorum queues with their redelivery limit, SIGHUP reload through the real
 //! binary, and several broker URLs.
 
-use crate::binary::{Relay, child_env};
-use crate::harness::{TestApp, app, rabbitmq_url, sample_with};
+use crate::binary::Relay;
+use crate::harness::{TestApp, app, child_env, rabbitmq_url, sample_with};
 use crate::process::closed_port;
 use crate::support::logzio::{LocalLogzio, Scripted};
 use lapin::options::QueueDeclareOptions;

@@ -6,7 +6,7 @@
 
 use crate::support::logzio::{self, LocalLogzio};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -335,11 +335,6 @@ impl TestApp {
         self.admin.close().await;
         self.cleaned = true;
     }
-
-    /// The path of the built binary.
-    pub fn binary() -> PathBuf {
-        PathBuf::from(env!("CARGO_BIN_EXE_webhook-relay"))
-    }
 }
 
 impl Drop for TestApp {
@@ -373,6 +368,13 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// The harness's variables for a child process ([`crate::support::child`]), plus `extra`.
+pub fn child_env(app: &TestApp, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = app.env.clone();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
 }
 
 /// A sample event of `trigger` with its fields adjusted by `edit`.
