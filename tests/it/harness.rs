@@ -5,10 +5,14 @@
 
 pub use crate::support::harness::*;
 
+use crate::support::logzio::LocalLogzio;
 use lapin::BasicProperties;
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 use webhook_relay::ops::metrics::Metrics;
+use webhook_relay::pipeline::event::Trigger;
 
 /// The broker's `host:port`, for a proxy in front of it.
 pub fn rabbitmq_addr() -> std::net::SocketAddr {
@@ -158,4 +162,66 @@ pub fn shipped_logzio_webhook() -> String {
         "config/webhooks/logzio.toml no longer holds the listener URL"
     );
     SHIPPED.replace(SHIPPED_URL, "@URL0@")
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// An approval whose `data.id` and message id (so its event id) are `id`.
+pub async fn publish_id(app: &TestApp, id: &str) {
+    let event = sample_with(Trigger::RequestApproved, |e| {
+        e["data"]["id"] = id.into();
+    });
+    app.publish_raw(event.to_string().as_bytes(), "RequestApproved", Some(id))
+        .await;
+}
+
+/// Publishes an approval with id `{prefix}-{i}` (see [`publish_id`]) for every `i` in
+/// `range`; returns the ids.
+pub async fn publish_ids(app: &TestApp, prefix: &str, range: Range<usize>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in range {
+        let id = format!("{prefix}-{i}");
+        publish_id(app, &id).await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// How many requests the listener got per event id.
+pub fn received_ids(listener: &LocalLogzio) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for request in listener.requests() {
+        let id = request
+            .header("x-relay-event-id")
+            .unwrap_or("?")
+            .to_string();
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A plain GET (e.g. of the operations endpoints): the status and the body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    webhook_relay::pipeline::delivery::install_crypto_provider();
+    let response = reqwest::get(url).await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The value of one sample line of a Prometheus exposition, `0` when absent.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }

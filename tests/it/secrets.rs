@@ -7,8 +7,7 @@
 //! the secret it found.
 
 use crate::binary::{Finished, Relay};
-use crate::harness::{TestApp, app, child_env};
-use crate::process::closed_port;
+use crate::harness::{TestApp, app, child_env, closed_port};
 use crate::support::logzio::{Scripted, TEST_TOKEN};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,9 +1,8 @@
 //! The broker side: quorum queues with their redelivery limit, and several broker URLs
 //! tried in turn.
 
-use super::{WAIT, header_number, hook, publish_id, retry_path_drained};
-use crate::harness::{TestApp, app, rabbitmq_url};
-use crate::process::closed_port;
+use super::{WAIT, header_number, hook, retry_path_drained};
+use crate::harness::{TestApp, app, closed_port, publish_id, rabbitmq_url};
 use crate::support::logzio::Scripted;
 use lapin::options::QueueDeclareOptions;
 use serde_json::json;

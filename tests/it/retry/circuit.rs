@@ -1,8 +1,8 @@
 //! One webhook's trouble kept to itself: the circuit breaker parks without requests until a
 //! probe closes it, and a hanging endpoint does not hold up a healthy one.
 
-use super::{WAIT, hook, publish_ids, received_ids, retry_path_drained};
-use crate::harness::app;
+use super::{WAIT, hook, retry_path_drained};
+use crate::harness::{app, publish_ids, received_ids};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use webhook_relay::ops::metrics::Metrics;
@@ -39,7 +39,7 @@ circuit_cooldown = "1s"
     let listener = app.listener();
     listener.set_hang(true);
     let published = Instant::now();
-    let ids = publish_ids(&app, "circuit", N).await;
+    let ids = publish_ids(&app, "circuit", 0..N).await;
 
     // The first requests (one per concurrency slot) time out and open the circuit; every
     // other delivery is parked without a request, so the input drains at once.
@@ -129,7 +129,7 @@ circuit_cooldown = "1s"
         .await;
     let (hanging, healthy) = (&app.listeners[0], &app.listeners[1]);
     hanging.set_hang(true);
-    let ids = publish_ids(&app, "iso", N).await;
+    let ids = publish_ids(&app, "iso", 0..N).await;
     let all: BTreeSet<String> = ids.iter().cloned().collect();
 
     assert_eq!(

@@ -4,13 +4,10 @@
 //! circuit breaker, quorum queues with their redelivery limit, SIGHUP reload through the real
 //! binary, and several broker URLs.
 
-use crate::harness::{TestApp, sample_with};
-use crate::support::logzio::LocalLogzio;
-use std::collections::BTreeMap;
+use crate::harness::TestApp;
 use std::time::{Duration, Instant};
 use webhook_relay::broker::Inbound;
 use webhook_relay::broker::dead_letter;
-use webhook_relay::pipeline::event::Trigger;
 
 mod broker;
 mod circuit;
@@ -32,39 +29,6 @@ body_template = '{{"id": "{{{{ data.id }}}}"}}'
 {extra}
 "#
     )
-}
-
-/// An approval whose `data.id` and message id (so its event id) are `id`.
-async fn publish_id(app: &TestApp, id: &str) {
-    let event = sample_with(Trigger::RequestApproved, |e| {
-        e["data"]["id"] = id.into();
-    });
-    app.publish_raw(event.to_string().as_bytes(), "RequestApproved", Some(id))
-        .await;
-}
-
-/// Publishes `{prefix}-{i}` for every `i` in `0..n`; returns the ids.
-async fn publish_ids(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("{prefix}-{i}");
-        publish_id(app, &id).await;
-        ids.push(id);
-    }
-    ids
-}
-
-/// Requests per event id.
-fn received_ids(listener: &LocalLogzio) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for request in listener.requests() {
-        let id = request
-            .header("x-relay-event-id")
-            .unwrap_or("?")
-            .to_string();
-        *counts.entry(id).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// A header of a message as an integer.

@@ -1,8 +1,8 @@
 //! The retry path itself: parked past the window, delivered from the retry queue, the budget
 //! (`max_attempts`, `max_elapsed`) counted across passes and across a restart.
 
-use super::{WAIT, header_number, hook, publish_id, publish_ids, received_ids, retry_path_drained};
-use crate::harness::{TestApp, app};
+use super::{WAIT, header_number, hook, retry_path_drained};
+use crate::harness::{TestApp, app, publish_id, publish_ids, received_ids};
 use crate::support::logzio::{LocalLogzio, Scripted};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -66,7 +66,7 @@ retry_window = "5s"
         .await;
     // The first two requests fail; whichever events they belong to are retried in process.
     fail_next(app.listener(), 2);
-    let ids = publish_ids(&app, "happy", 20).await;
+    let ids = publish_ids(&app, "happy", 0..20).await;
 
     assert!(
         app.wait_count(Metrics::acked, 20, WAIT).await,

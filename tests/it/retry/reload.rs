@@ -1,9 +1,9 @@
 //! SIGHUP through the real binary: the new config for the next event, an invalid one
 //! refused.
 
-use super::{WAIT, hook, publish_id, received_ids};
+use super::{WAIT, hook};
 use crate::binary::Relay;
-use crate::harness::{TestApp, app, child_env};
+use crate::harness::{TestApp, app, child_env, publish_id, received_ids};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
