@@ -1,7 +1,8 @@
 //! The integration suite's side of the harness: everything in
 //! [`crate::support::harness`] (shared with the chaos tests), plus what only these tests use:
-//! a proxied broker URL, extra `[amqp]` keys, publishing single events, counters and the
-//! operations endpoints of the in-process worker, and the shipped Logz.io webhook.
+//! a proxied broker URL or a closed port, extra `[amqp]` keys, publishing single events and
+//! approvals by id, requests per event id, counters and the operations endpoints of the
+//! in-process worker (`http_get`, `metric`), and the shipped Logz.io webhook.
 
 pub use crate::support::harness::*;
 
