@@ -5,7 +5,7 @@ use crate::common::{
     publish_bulk, rabbitmqctl_or_skip, reconnect_admin, scenario, stats_of, wait_delivered,
     wait_progress,
 };
-use crate::harness::app;
+use crate::support::harness::app;
 use crate::support::logzio::Scripted;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! What every chaos scenario shares: one scenario at a time, bulk publishing with pipelined
 //! confirms, counting deliveries per event id, and driving the broker with `rabbitmqctl`.
 
-use crate::harness::{TestApp, rabbitmq_url, sample_with};
+use crate::support::harness::{TestApp, rabbitmq_url, sample_with};
 use crate::support::logzio::{LocalLogzio, Received};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};

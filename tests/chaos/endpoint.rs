@@ -4,7 +4,7 @@ use crate::common::{
     approvals, assert_all_and_report, assert_settled, delivered, publish_bulk, scenario, stats_of,
     wait_delivered,
 };
-use crate::harness::app;
+use crate::support::harness::app;
 use crate::support::logzio::{LocalLogzio, Scripted};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -5,8 +5,8 @@ use crate::common::{
     Outgoing, approval, assert_all_and_report, assert_settled, publish_bulk, scenario,
     wait_delivered,
 };
-use crate::harness::app;
 use crate::relay::Relay;
+use crate::support::harness::app;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -10,9 +10,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-#[path = "../it/harness.rs"]
-mod harness;
-
 mod common;
 mod relay;
 

@@ -5,8 +5,8 @@ use crate::common::{
     approvals, assert_all_and_report, assert_settled, delivered, event_id, publish_bulk, scenario,
     wait_delivered, wait_progress, worker_of,
 };
-use crate::harness::{TestApp, app};
 use crate::relay::Relay;
+use crate::support::harness::{TestApp, app};
 use crate::support::logzio::{Received, Scripted};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ const SLOW: Duration = Duration::from_millis(40);
 /// prefetch)).
 const KILL_DUPLICATE_BOUND: usize = PREFETCH + PREFETCH;
 
-fn slow_app(test: &str) -> crate::harness::AppBuilder {
+fn slow_app(test: &str) -> crate::support::harness::AppBuilder {
     app(test)
         .webhook(ONE_HOOK)
         .delivery(STEADY_DELIVERY)

@@ -1,27 +1,19 @@
-//! `spawn_app`-style harness: every test gets its own exchange and queues (unique names on the
-//! shared broker), its own local Logz.io listeners with throwaway certificates, a config
-//! folder written to a temp dir, and the real worker running in-process or as the real binary.
+//! The integration suite's side of the harness: everything in
+//! [`crate::support::harness`] (shared with the chaos tests), plus what only these tests use:
+//! a proxied broker URL or a closed port, extra `[amqp]` keys, publishing single events and
+//! approvals by id, requests per event id, counters and the operations endpoints of the
+//! in-process worker (`http_get`, `metric`), and the shipped Logz.io webhook.
 
-#![allow(dead_code)]
+pub use crate::support::harness::*;
 
-use crate::support::logzio::{self, LocalLogzio};
+use crate::support::logzio::LocalLogzio;
 use lapin::BasicProperties;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
-use webhook_relay::broker::{Broker, Inbound};
-use webhook_relay::config::{self, Config, Env};
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::worker;
-
-/// The broker every test shares; `RABBITMQ_URL` overrides it.
-pub fn rabbitmq_url() -> String {
-    std::env::var("RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
-}
+use webhook_relay::pipeline::event::Trigger;
 
 /// The broker's `host:port`, for a proxy in front of it.
 pub fn rabbitmq_addr() -> std::net::SocketAddr {
@@ -33,77 +25,7 @@ pub fn rabbitmq_addr() -> std::net::SocketAddr {
         .expect("RABBITMQ_URL names an IP address and port")
 }
 
-/// A unique prefix for one test's exchange and queues.
-pub fn unique_prefix(test: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "it-{test}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Events and webhooks for one test, before it starts.
-pub struct AppBuilder {
-    test: String,
-    listeners: usize,
-    webhooks: Vec<String>,
-    relay_extra: String,
-    amqp_extra: String,
-    delivery: String,
-    amqp_url: Option<String>,
-    env: Vec<(String, String)>,
-    prefetch: u16,
-}
-
-/// Starts describing a test app. `test` names it in queue names.
-pub fn app(test: &str) -> AppBuilder {
-    AppBuilder {
-        test: test.to_string(),
-        listeners: 1,
-        webhooks: Vec::new(),
-        relay_extra: String::new(),
-        amqp_extra: String::new(),
-        delivery: r#"
-timeout = "5s"
-max_attempts = 4
-initial_backoff = "50ms"
-max_backoff = "200ms"
-max_elapsed = "20s"
-"#
-        .to_string(),
-        amqp_url: None,
-        env: Vec::new(),
-        prefetch: 64,
-    }
-}
-
 impl AppBuilder {
-    /// How many local listeners to start; webhook text refers to them as `@URL0@`, `@URL1@`…
-    /// (the URL with `${LOGZIO_TOKEN}` and `type=apono`).
-    pub fn listeners(mut self, n: usize) -> Self {
-        self.listeners = n;
-        self
-    }
-
-    /// Adds webhook TOML (one or more `[[webhook]]` tables) as its own file.
-    pub fn webhook(mut self, toml: &str) -> Self {
-        self.webhooks.push(toml.to_string());
-        self
-    }
-
-    /// Replaces the `[delivery]` table's body.
-    pub fn delivery(mut self, body: &str) -> Self {
-        self.delivery = body.to_string();
-        self
-    }
-
-    /// Extra text appended to relay.toml (e.g. a `[shutdown]` table).
-    pub fn relay_extra(mut self, text: &str) -> Self {
-        self.relay_extra.push_str(text);
-        self
-    }
-
     /// Extra keys appended to the `[amqp]` table (e.g. `queue_type = "quorum"`).
     pub fn amqp_extra(mut self, text: &str) -> Self {
         self.amqp_extra.push_str(text);
@@ -123,116 +45,6 @@ impl AppBuilder {
         self
     }
 
-    /// An extra variable for `${VAR}` interpolation.
-    pub fn env(mut self, name: &str, value: &str) -> Self {
-        self.env.push((name.into(), value.into()));
-        self
-    }
-
-    /// Writes the config, declares the topology and returns the app, worker not yet started.
-    pub async fn build(self) -> TestApp {
-        let mut listeners = Vec::new();
-        for _ in 0..self.listeners {
-            listeners.push(logzio::start().await);
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let prefix = unique_prefix(&self.test);
-        let ca: String = listeners.iter().map(|l| l.ca_pem().to_string()).collect();
-        std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
-        let ports: Vec<String> = listeners.iter().map(|l| l.port().to_string()).collect();
-        let relay = format!(
-            r#"[amqp]
-url = "${{TEST_AMQP_URL}}"
-exchange = "{prefix}"
-queue = "{prefix}.in"
-dead_letter_queue = "{prefix}.dlq"
-prefetch = {prefetch}
-reconnect_initial_backoff = "100ms"
-reconnect_max_backoff = "500ms"
-{amqp_extra}
-[delivery]
-{delivery}
-
-[http]
-ca_file = "ca.pem"
-
-[policy]
-allowed_ports = [{ports}]
-{extra}
-{shutdown}
-"#,
-            amqp_extra = self.amqp_extra,
-            prefetch = self.prefetch,
-            delivery = self.delivery,
-            ports = ports.join(", "),
-            extra = self.relay_extra,
-            // A short grace, so a stuck test shows within the harness's own stop timeout.
-            shutdown = [
-                ("[shutdown]", "[shutdown]\ngrace = \"10s\"\n"),
-                // Tests read the binary's log lines as text; the JSON test sets its own.
-                ("[log]", "[log]\nformat = \"pretty\"\n"),
-                // The binary would take the default 127.0.0.1:9090, which tests share.
-                ("[server]", "[server]\nlisten = \"\"\n"),
-            ]
-            .iter()
-            .filter(|(table, _)| !self.relay_extra.contains(table))
-            .map(|(_, text)| *text)
-            .collect::<String>(),
-        );
-        std::fs::write(dir.path().join("relay.toml"), relay).unwrap();
-        std::fs::create_dir(dir.path().join("webhooks")).unwrap();
-        for (i, text) in self.webhooks.iter().enumerate() {
-            let mut text = text.clone();
-            for (n, listener) in listeners.iter().enumerate() {
-                text = text.replace(
-                    &format!("@URL{n}@"),
-                    &format!(
-                        "https://127.0.0.1:{}/?token=${{LOGZIO_TOKEN}}&type=apono",
-                        listener.port()
-                    ),
-                );
-                text = text.replace(&format!("@PORT{n}@"), &listener.port().to_string());
-            }
-            std::fs::write(dir.path().join(format!("webhooks/{i:02}.toml")), text).unwrap();
-        }
-        let mut env = vec![
-            ("LOGZIO_TOKEN".to_string(), logzio::TEST_TOKEN.to_string()),
-            (
-                "TEST_AMQP_URL".to_string(),
-                self.amqp_url.clone().unwrap_or_else(rabbitmq_url),
-            ),
-        ];
-        env.extend(self.env.clone());
-        let config = config::load(dir.path(), &Env::from_pairs(env.clone()))
-            .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
-        let config = Arc::new(config);
-        // The admin connection goes straight to the broker, never through a test's proxy.
-        let mut admin_settings = config.amqp.clone();
-        admin_settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
-        // The test's topology exists before the worker starts, even with `declare = false`.
-        admin_settings.declare = true;
-        let admin = Broker::connect(&admin_settings, &config.redactor)
-            .await
-            .expect("admin connection to RabbitMQ (is it running? scripts/test starts it)");
-        admin
-            .declare_topology(&admin_settings)
-            .await
-            .expect("declare test topology");
-        admin
-            .declare_retry_topology(&admin_settings, &config.webhooks)
-            .await
-            .expect("declare test retry topology");
-        TestApp {
-            dir,
-            env,
-            config,
-            listeners,
-            admin,
-            worker: None,
-            cleaned: false,
-        }
-    }
-
     /// [`AppBuilder::build`], then starts the worker in-process.
     pub async fn start(self) -> TestApp {
         let mut app = self.build().await;
@@ -241,51 +53,7 @@ allowed_ports = [{ports}]
     }
 }
 
-/// A running in-process worker.
-pub struct RunningWorker {
-    pub shutdown: CancellationToken,
-    pub metrics: Arc<Metrics>,
-    pub handle: tokio::task::JoinHandle<Result<(), worker::WorkerError>>,
-}
-
-/// One test's world.
-pub struct TestApp {
-    pub dir: tempfile::TempDir,
-    pub env: Vec<(String, String)>,
-    pub config: Arc<Config>,
-    pub listeners: Vec<LocalLogzio>,
-    pub admin: Broker,
-    pub worker: Option<RunningWorker>,
-    cleaned: bool,
-}
-
 impl TestApp {
-    /// The first listener.
-    pub fn listener(&self) -> &LocalLogzio {
-        &self.listeners[0]
-    }
-
-    /// The config folder.
-    pub fn config_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Starts the worker in-process.
-    pub fn start_worker(&mut self) {
-        let shutdown = CancellationToken::new();
-        let metrics = Arc::new(Metrics::new());
-        let handle = tokio::spawn(worker::run(
-            self.config.clone(),
-            shutdown.clone(),
-            metrics.clone(),
-        ));
-        self.worker = Some(RunningWorker {
-            shutdown,
-            metrics,
-            handle,
-        });
-    }
-
     /// Serves the running worker's `/metrics`, `/healthz` and `/readyz` on 127.0.0.1 (an
     /// OS-chosen port) until the worker stops; returns the base URL.
     pub async fn serve_operations(&self) -> String {
@@ -300,23 +68,6 @@ impl TestApp {
             worker.shutdown.clone(),
         ));
         format!("http://{addr}")
-    }
-
-    /// The running worker's counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.worker.as_ref().expect("worker started").metrics
-    }
-
-    /// Stops the in-process worker and waits for it.
-    pub async fn stop_worker(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            worker.shutdown.cancel();
-            let result = tokio::time::timeout(Duration::from_secs(30), worker.handle)
-                .await
-                .expect("worker stops within 30s")
-                .expect("worker task does not panic");
-            result.expect("worker ends without error");
-        }
     }
 
     /// Publishes an event with routing key = its event_type, persistent, confirmed.
@@ -352,64 +103,6 @@ impl TestApp {
             .publish_confirmed(&self.config.amqp.exchange, routing_key, body, properties)
             .await
             .expect("publish confirmed");
-    }
-
-    /// Takes up to `n` dead letters, waiting up to `timeout` for them. They stay unacked
-    /// and are removed with the queue at the end.
-    pub async fn dead_letters(&self, n: usize, timeout: Duration) -> Vec<Inbound> {
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        while out.len() < n && Instant::now() < deadline {
-            match self
-                .admin
-                .fetch(&self.config.amqp.dead_letter_queue)
-                .await
-                .expect("basic.get")
-            {
-                Some(letter) => out.push(letter),
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        out
-    }
-
-    /// Messages ready in a queue (not counting unacked ones).
-    pub async fn ready_count(&self, queue: &str) -> u32 {
-        let channel = self.admin.channel();
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .expect("passive declare");
-        declared.message_count()
-    }
-
-    /// Messages ready anywhere on `webhook`'s retry path (its retry queue and wait queues).
-    pub async fn retry_path_count(&self, webhook: &str) -> u32 {
-        let hook = self
-            .config
-            .webhook(webhook)
-            .expect("webhook in the test config");
-        let queue = &self.config.amqp.queue;
-        let mut total = self
-            .ready_count(&webhook_relay::broker::topology::retry_queue(
-                queue, webhook,
-            ))
-            .await;
-        for tier in webhook_relay::broker::topology::tiers(&hook.delivery) {
-            total += self
-                .ready_count(&webhook_relay::broker::topology::wait_queue(
-                    queue, webhook, tier,
-                ))
-                .await;
-        }
-        total
     }
 
     /// Waits until `check` holds or `timeout` passes; returns whether it held.
@@ -458,55 +151,6 @@ impl TestApp {
             .await
             .expect("declare test topology again");
     }
-
-    /// Stops the worker and deletes the test's exchange and queues.
-    pub async fn finish(mut self) {
-        self.stop_worker().await;
-        self.admin
-            .delete_topology(&self.config.amqp, &self.config.webhooks)
-            .await
-            .expect("delete test topology");
-        self.admin.close().await;
-        self.cleaned = true;
-    }
-
-    /// The path of the built binary.
-    pub fn binary() -> PathBuf {
-        PathBuf::from(env!("CARGO_BIN_EXE_webhook-relay"))
-    }
-}
-
-impl Drop for TestApp {
-    /// A test that failed half-way still removes its queues, from a thread of its own since
-    /// drop cannot await.
-    fn drop(&mut self) {
-        if self.cleaned {
-            return;
-        }
-        if let Some(worker) = &self.worker {
-            worker.shutdown.cancel();
-        }
-        let settings = self.config.amqp.clone();
-        let webhooks = self.config.webhooks.clone();
-        let redactor = self.config.redactor.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let mut settings = settings;
-                settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
-                if let Ok(broker) = Broker::connect(&settings, &redactor).await {
-                    let _ = broker.delete_topology(&settings, &webhooks).await;
-                    broker.close().await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// The shipped Logz.io webhook (`config/webhooks/logzio.toml`), exactly as shipped except
@@ -521,12 +165,64 @@ pub fn shipped_logzio_webhook() -> String {
     SHIPPED.replace(SHIPPED_URL, "@URL0@")
 }
 
-/// A sample event of `trigger` with its fields adjusted by `edit`.
-pub fn sample_with(
-    trigger: webhook_relay::pipeline::event::Trigger,
-    edit: impl FnOnce(&mut Value),
-) -> Value {
-    let mut event = webhook_relay::pipeline::event::sample(trigger);
-    edit(&mut event);
-    event
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// An approval whose `data.id` and message id (so its event id) are `id`.
+pub async fn publish_id(app: &TestApp, id: &str) {
+    let event = sample_with(Trigger::RequestApproved, |e| {
+        e["data"]["id"] = id.into();
+    });
+    app.publish_raw(event.to_string().as_bytes(), "RequestApproved", Some(id))
+        .await;
+}
+
+/// Publishes an approval with id `{prefix}-{i}` (see [`publish_id`]) for every `i` in
+/// `range`; returns the ids.
+pub async fn publish_ids(app: &TestApp, prefix: &str, range: Range<usize>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in range {
+        let id = format!("{prefix}-{i}");
+        publish_id(app, &id).await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// How many requests the listener got per event id.
+pub fn received_ids(listener: &LocalLogzio) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for request in listener.requests() {
+        let id = request
+            .header("x-relay-event-id")
+            .unwrap_or("?")
+            .to_string();
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A plain GET (e.g. of the operations endpoints): the status and the body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    webhook_relay::pipeline::delivery::install_crypto_provider();
+    let response = reqwest::get(url).await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The value of one sample line of a Prometheus exposition, `0` when absent.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }

@@ -3,8 +3,8 @@
 //! would drop every event, and forged retry headers. Each test checks that nothing stalls,
 //! loops, grows without bound or is lost.
 
-use crate::binary::{Relay, child_env};
-use crate::harness::{TestApp, app, sample_with};
+use crate::binary::Relay;
+use crate::harness::{TestApp, app, child_env, http_get, metric, sample_with};
 use crate::support::proxy::TcpProxy;
 use lapin::BasicProperties;
 use lapin::options::QueueDeclareOptions;
@@ -80,13 +80,6 @@ fn ids_received(app: &TestApp) -> BTreeMap<String, usize> {
     counts
 }
 
-async fn get(url: &str) -> (u16, String) {
-    webhook_relay::pipeline::delivery::install_crypto_provider();
-    let response = reqwest::get(url).await.expect("GET");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
-
 /// Polls `url` until it answers `want` (or `WAIT` runs out); returns the last answer.
 async fn wait_status(url: &str, want: u16) -> (u16, String) {
     wait_answer(url, want, "").await
@@ -97,26 +90,12 @@ async fn wait_status(url: &str, want: u16) -> (u16, String) {
 async fn wait_answer(url: &str, want: u16, text: &str) -> (u16, String) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let (status, body) = get(url).await;
+        let (status, body) = http_get(url).await;
         if (status == want && body.contains(text)) || Instant::now() > deadline {
             return (status, body);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The value of one sample line of a Prometheus exposition, `0` when absent.
-fn metric(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
 }
 
 /// 80 kB of headers on one event (over the old 32 KiB frame, under RabbitMQ's 128 KiB): it is
@@ -431,7 +410,7 @@ async fn a_failing_dead_letter_store_pauses_intake_and_never_resends() {
         0,
         "never acked without its dead letter"
     );
-    assert_eq!(get(&readyz).await.0, 503);
+    assert_eq!(http_get(&readyz).await.0, 503);
 
     app.redeclare_topology().await;
     assert!(
@@ -576,7 +555,7 @@ async fn allow_idle_waits_for_a_webhook_and_a_reload_to_none_is_refused() {
     );
     app.publish(&event("still-delivered")).await;
     assert_eq!(app.listener().wait_for_accepted(2, WAIT).await.len(), 2);
-    assert_eq!(get(&readyz).await.0, 200);
+    assert_eq!(http_get(&readyz).await.0, 200);
 
     shutdown.cancel();
     worker.await.unwrap().unwrap();

@@ -1,7 +1,7 @@
 //! Metrics, health and readiness, and structured logs.
 
-use crate::binary::{Relay, child_env};
-use crate::harness::{app, sample_with};
+use crate::binary::Relay;
+use crate::harness::{app, child_env, http_get, metric, sample_with};
 use crate::support::logzio::TEST_TOKEN;
 use crate::support::proxy::TcpProxy;
 use std::time::Duration;
@@ -9,26 +9,6 @@ use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::pipeline::event::{Trigger, sample};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url).await.expect("GET");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
-
-/// The value of one sample line of the exposition, `0` when absent.
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
 
 /// `/metrics` shows the exact counts of what the worker did, by label, and no secret.
 #[tokio::test]
@@ -64,7 +44,7 @@ body_template = '{"id": "{{ data.id }}"}'
     app.publish_raw(b"not json", "junk", None).await;
     assert!(app.wait_count(Metrics::acked, 6, WAIT).await);
 
-    let (status, metrics) = get(&format!("{base}/metrics")).await;
+    let (status, metrics) = http_get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);
     let expect = [
         ("relay_events_consumed_total", 6.0),
@@ -108,13 +88,13 @@ body_template = '{"id": "{{ data.id }}"}'
         (r#"relay_deliveries_in_flight{webhook="good"}"#, 0.0),
     ];
     for (series, expected) in expect {
-        assert_eq!(value(&metrics, series), expected, "{series}\n{metrics}");
+        assert_eq!(metric(&metrics, series), expected, "{series}\n{metrics}");
     }
     assert!(metrics.contains("relay_build_info{version="), "{metrics}");
     assert!(!metrics.contains(TEST_TOKEN) && !metrics.contains("wrong-token-value"));
     assert!(!metrics.contains("req-5f2c9a"), "no event ids as labels");
 
-    let (status, body) = get(&format!("{base}/healthz")).await;
+    let (status, body) = http_get(&format!("{base}/healthz")).await;
     assert_eq!((status, body.trim()), (200, "ok"));
     app.finish().await;
 }
@@ -143,7 +123,7 @@ body_template = '{"id": "{{ data.id }}"}'
         async move {
             let deadline = std::time::Instant::now() + WAIT;
             loop {
-                let (status, body) = get(&url).await;
+                let (status, body) = http_get(&url).await;
                 if status == want || std::time::Instant::now() > deadline {
                     return (status, body);
                 }
@@ -172,9 +152,9 @@ body_template = '{"id": "{{ data.id }}"}'
     assert_eq!(status, 200, "{body}");
     app.publish(&sample(Trigger::RequestApproved)).await;
     assert_eq!(app.listener().wait_for_accepted(1, WAIT).await.len(), 1);
-    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    let (_, metrics) = http_get(&format!("{base}/metrics")).await;
     assert!(
-        value(&metrics, "relay_broker_reconnects_total") >= 1.0,
+        metric(&metrics, "relay_broker_reconnects_total") >= 1.0,
         "{metrics}"
     );
     app.finish().await;

@@ -1,7 +1,7 @@
 //! The real binary: signals, exit codes, what it prints.
 
-use crate::binary::{Finished, Relay, child_env};
-use crate::harness::{TestApp, app};
+use crate::binary::{Finished, Relay};
+use crate::harness::{TestApp, app, child_env, closed_port, publish_ids};
 use crate::support::logzio::{Scripted, TEST_TOKEN};
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -14,27 +14,9 @@ use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
 /// Runs `run --config <dir>` to its end (it must exit within `WAIT`).
 async fn run_to_exit<K: AsRef<str>, V: AsRef<str>>(dir: &Path, env: &[(K, V)]) -> Finished {
     Relay::run(dir, env).exit_within(WAIT).await
-}
-
-/// Publishes `n` approvals with message ids `{prefix}-{i}`.
-async fn publish_approvals(app: &TestApp, prefix: &str, n: usize) {
-    for i in 0..n {
-        let id = format!("{prefix}-{i}");
-        let event = crate::harness::sample_with(Trigger::RequestApproved, |e| {
-            e["data"]["id"] = id.clone().into();
-        });
-        app.publish_raw(event.to_string().as_bytes(), "RequestApproved", Some(&id))
-            .await;
-    }
 }
 
 /// Waits until the queue has no ready message left (the worker took them all).
@@ -69,7 +51,7 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_acks_them() {
         .build()
         .await;
     app.listener().set_delay(Duration::from_secs(2));
-    publish_approvals(&app, "inflight", 3).await;
+    publish_ids(&app, "inflight", 0..3).await;
     let mut relay = Relay::run(app.config_dir(), &child_env(&app, &[]));
 
     let requests = app.listener().wait_for_requests(3, WAIT).await;
@@ -137,7 +119,7 @@ retry_window = "30s"
         .build()
         .await;
     app.listener().push_response(Scripted::status(503));
-    publish_approvals(&app, "backoff", 1).await;
+    publish_ids(&app, "backoff", 0..1).await;
     let mut relay = Relay::run(app.config_dir(), &child_env(&app, &[("RUST_LOG", "debug")]));
 
     let requests = app.listener().wait_for_requests(1, WAIT).await;
@@ -252,7 +234,7 @@ max_elapsed = "10s"
                 )),
         );
     }
-    publish_approvals(&app, "secret", 2).await;
+    publish_ids(&app, "secret", 0..2).await;
     let mut relay = Relay::run(app.config_dir(), &child_env(&app, &[("RUST_LOG", "debug")]));
 
     let letters = app.dead_letters(4, WAIT).await;

@@ -1,16 +1,13 @@
 //! Broker loss and reconnection: the worker talks to RabbitMQ through a [`TcpProxy`] that the
 //! test cuts or turns away, while the harness's admin connection goes to the broker directly.
 
-use crate::harness::{self, TestApp, app};
-use crate::process::closed_port;
-use crate::support::logzio::LocalLogzio;
+use crate::harness::{self, TestApp, app, closed_port, publish_ids, received_ids};
 use crate::support::proxy::TcpProxy;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::Trigger;
 use webhook_relay::worker;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -22,38 +19,6 @@ url = "@URL0@"
 triggers = ["RequestApproved"]
 body_template = '{"id": "{{ data.id }}"}'
 "#;
-
-/// Publishes one event per `i` in `range`, with message id (and so event id) `{prefix}-{i}`.
-async fn publish_ids(app: &TestApp, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in range {
-        let id = format!("{prefix}-{i}");
-        let event = harness::sample_with(Trigger::RequestApproved, |e| {
-            e["data"]["id"] = id.clone().into();
-        });
-        app.publish_raw(
-            event.to_string().as_bytes(),
-            "RequestApproved",
-            Some(id.as_str()),
-        )
-        .await;
-        ids.push(id);
-    }
-    ids
-}
-
-/// How many requests the listener got per event id.
-fn received_ids(listener: &LocalLogzio) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for request in listener.requests() {
-        let id = request
-            .header("x-relay-event-id")
-            .unwrap_or("?")
-            .to_string();
-        *counts.entry(id).or_insert(0) += 1;
-    }
-    counts
-}
 
 /// Waits until every id in `ids` has reached the listener at least once.
 async fn wait_all_received(app: &TestApp, ids: &[String], timeout: Duration) -> bool {

@@ -6,9 +6,8 @@
 //! config) is checked through the library. Each path is its own assertion, naming the path and
 //! the secret it found.
 
-use crate::binary::{Finished, Relay, child_env};
-use crate::harness::{TestApp, app};
-use crate::process::closed_port;
+use crate::binary::{Finished, Relay};
+use crate::harness::{TestApp, app, child_env, closed_port};
 use crate::support::logzio::{Scripted, TEST_TOKEN};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! A hostile dead letter cannot drive the operator's terminal: `dlq show` and `dlq list` print
 //! its control characters (ESC, CR, C1 controls, bidirectional overrides…) as escapes.
 
-use crate::binary::{Relay, child_env};
-use crate::harness::{TestApp, app};
+use crate::binary::Relay;
+use crate::harness::{TestApp, app, child_env};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use std::time::Duration;

@@ -8,8 +8,8 @@
 //! them left out is refused with `PRECONDITION_FAILED - inequivalent arg '<name>' … current is
 //! <value>`, which names the argument and the value the broker holds.
 
-use crate::binary::{Relay, child_env};
-use crate::harness::{app, rabbitmq_url};
+use crate::binary::Relay;
+use crate::harness::{app, child_env, rabbitmq_url};
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicRejectOptions, QueueDeclareOptions,
     QueueDeleteOptions,

@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: a TCP proxy that can cut connections, and the
-//! local Logz.io listener.
+//! Helpers shared by both test binaries (`tests/it` and `tests/chaos`): the harness (one
+//! test's exchange, queues, listeners and config), the real binary as a child process, the
+//! local Logz.io listener, and a TCP proxy that can cut connections.
 
+pub mod child;
+pub mod harness;
 pub mod logzio;
 pub mod proxy;

@@ -3,8 +3,6 @@
 //! ([`TcpProxy::set_refusing`]). Used to break the worker's AMQP connection without disturbing
 //! other tests that share the broker.
 
-#![allow(dead_code)]
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
