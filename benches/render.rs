@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use webhook_relay::config::{self, Config, Env};
-use webhook_relay::pipeline::event::{self, Trigger};
+use webhook_relay::model::event::{self, Trigger};
+use webhook_relay::model::template::RenderInput;
 use webhook_relay::pipeline::rules;
-use webhook_relay::pipeline::template::RenderInput;
 
 /// The shipped config folder, loaded as `run` would load it.
 fn shipped_config() -> Config {

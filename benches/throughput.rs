@@ -24,7 +24,7 @@
 //!   so received lines match published instants. The first second is warm-up.
 //!
 //! Before each drain the backlog is pre-loaded with pipelined publisher confirms: N events
-//! shaped like the vendor's schema (`webhook_relay::pipeline::event::sample`, triggers in turn), each
+//! shaped like the vendor's schema (`webhook_relay::model::event::sample`, triggers in turn), each
 //! with its own `data.id` and `event_time`, persistent, on durable queues as the worker
 //! declares them. The worker's peak RSS is `VmHWM` and its CPU `utime + stime` of
 //! `/proc/<pid>`, counted from the moment it consumes to the N-th event received.
@@ -51,7 +51,7 @@ use webhook_relay::broker::Broker;
 use webhook_relay::config::{self, AmqpSettings, Config, Env, Webhook};
 use webhook_relay::devtools::devcert::DevCert;
 use webhook_relay::devtools::local_logzio::LocalLogzio;
-use webhook_relay::pipeline::event::{self, Trigger};
+use webhook_relay::model::event::{self, Trigger};
 
 /// The release binary cargo built for this bench.
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_webhook-relay");

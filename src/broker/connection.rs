@@ -3,9 +3,9 @@
 
 use super::flow::Budget;
 use super::inbound::Settler;
+use super::inbound::StoreTopology;
 use super::intake::Intake;
 use super::publish::{Publisher, open_confirm_channel};
-use super::settle::StoreTopology;
 use super::{AmqpError, CLOSE_TIMEOUT, CONNECT_TIMEOUT, Inbound, topology};
 use crate::config::{AmqpSettings, Webhook};
 use crate::redact::Redactor;

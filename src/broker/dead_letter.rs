@@ -5,7 +5,7 @@
 //! The body is the original event bytes, unchanged, and the original properties (message id,
 //! content type, headers) are kept, so the event keeps its identity through a replay.
 
-use crate::pipeline::event::EventId;
+use crate::model::event::EventId;
 use crate::pipeline::outcome::{Failure, Parked, Reason, RetryState};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};

@@ -3,7 +3,8 @@
 
 use super::flow::Lease;
 use super::publish::Publisher;
-use super::settle::{SettleHandle, StoreTopology};
+use super::topology;
+use crate::config::QueueType;
 use lapin::BasicProperties;
 use std::sync::Arc;
 
@@ -68,12 +69,42 @@ impl Settler {
             routing_key: delivery.routing_key.as_str().to_string(),
             redelivered: delivery.redelivered,
             properties: delivery.properties,
-            handle: SettleHandle::new(
-                delivery.acker,
-                self.publisher.clone(),
-                self.topology.clone(),
-            ),
+            handle: SettleHandle {
+                acker: delivery.acker,
+                publisher: self.publisher.clone(),
+                topology: self.topology.clone(),
+            },
             _lease: lease,
         }
     }
+}
+
+/// Where a connection stores dead letters and parked deliveries, and whether it may declare
+/// a store queue that went missing.
+#[derive(Debug)]
+pub(super) struct StoreTopology {
+    pub(super) dead_letter_queue: String,
+    pub(super) input_queue: String,
+    pub(super) queue_type: QueueType,
+    pub(super) redelivery_limit: u32,
+    pub(super) declare: bool,
+}
+
+impl StoreTopology {
+    /// What the arguments of the queues it may declare again depend on.
+    pub(super) fn queue_settings(&self) -> topology::QueueSettings<'_> {
+        topology::QueueSettings {
+            queue_type: self.queue_type,
+            redelivery_limit: self.redelivery_limit,
+            dead_letter_queue: &self.dead_letter_queue,
+        }
+    }
+}
+
+/// The only way to settle an [`Inbound`]: ack it, requeue it, or publish its dead letters
+/// (on the same connection, with confirms). Held by `settle` alone.
+pub struct SettleHandle {
+    pub(super) acker: lapin::Acker,
+    pub(super) publisher: Publisher,
+    pub(super) topology: Arc<StoreTopology>,
 }

@@ -34,8 +34,8 @@ pub mod topology;
 pub use connection::Broker;
 pub use error::AmqpError;
 pub use inbound::Inbound;
+pub use inbound::SettleHandle;
 pub use publish::Publisher;
-pub use settle::SettleHandle;
 
 use std::time::Duration;
 

@@ -23,10 +23,10 @@
 //! redelivers every unacked message of a closed channel.
 
 use crate::broker::dead_letter::{self, DeadLetter};
-use crate::broker::publish::Publisher;
-use crate::broker::{AmqpError, Inbound, topology};
-use crate::config::{QueueType, Webhook};
-use crate::pipeline::event::EventId;
+use crate::broker::inbound::{Inbound, SettleHandle};
+use crate::broker::{AmqpError, topology};
+use crate::config::Webhook;
+use crate::model::event::EventId;
 use crate::pipeline::outcome::Outcome;
 use backon::BackoffBuilder;
 use lapin::BasicProperties;
@@ -393,49 +393,7 @@ trait Handle {
     async fn requeue(&self) -> Result<(), AmqpError>;
 }
 
-/// Where a connection stores dead letters and parked deliveries, and whether it may declare
-/// a store queue that went missing.
-#[derive(Debug)]
-pub(super) struct StoreTopology {
-    pub(super) dead_letter_queue: String,
-    pub(super) input_queue: String,
-    pub(super) queue_type: QueueType,
-    pub(super) redelivery_limit: u32,
-    pub(super) declare: bool,
-}
-
-impl StoreTopology {
-    /// What the arguments of the queues it may declare again depend on.
-    fn queue_settings(&self) -> topology::QueueSettings<'_> {
-        topology::QueueSettings {
-            queue_type: self.queue_type,
-            redelivery_limit: self.redelivery_limit,
-            dead_letter_queue: &self.dead_letter_queue,
-        }
-    }
-}
-
-/// The only way to settle an [`Inbound`]: ack it, requeue it, or publish its dead letters
-/// (on the same connection, with confirms). Held by `settle` alone.
-pub struct SettleHandle {
-    acker: lapin::Acker,
-    publisher: Publisher,
-    topology: Arc<StoreTopology>,
-}
-
 impl SettleHandle {
-    pub(super) fn new(
-        acker: lapin::Acker,
-        publisher: Publisher,
-        topology: Arc<StoreTopology>,
-    ) -> Self {
-        SettleHandle {
-            acker,
-            publisher,
-            topology,
-        }
-    }
-
     async fn restore(&self, queue: &str, arguments: FieldTable) -> Result<bool, AmqpError> {
         if !self.topology.declare {
             return Ok(false);

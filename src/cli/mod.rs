@@ -113,7 +113,13 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Demo(args) => {
             redactor.learn(&Redactor::new(redact::url_text_secrets(&args.amqp_url)));
             let _telemetry = crate::ops::telemetry::init("error", LogFormat::Pretty, redactor);
-            crate::devtools::demo::run(args).await
+            match crate::devtools::demo::run(args).await {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_FAILED
+                }
+            }
         }
         Command::Check => check::run(&cli.config, &Env::from_process(), cli.json),
         Command::Schema(args) => schema::run(&args, cli.json),

@@ -3,8 +3,8 @@
 
 use super::output::{Style, print_json};
 use crate::config::{Config, Webhook};
+use crate::model::event::{self, Event, Trigger};
 use crate::pipeline::delivery::DeliveryRequest;
-use crate::pipeline::event::{self, Event, Trigger};
 use crate::pipeline::rules;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! template paths with their types and a sample value.
 
 use super::output::{Table, plural, print_json, truncate};
-use crate::pipeline::event::{self, Trigger};
+use crate::model::event::{self, Trigger};
 
 /// Options of `schema`.
 #[derive(Debug, Clone, clap::Args)]

@@ -5,10 +5,10 @@
 use super::output::{Style, print_json, truncate};
 use super::render::{event_input, find_webhook, parse_trigger};
 use crate::config::Config;
+use crate::model::event::Trigger;
 use crate::pipeline::delivery::{
     Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, Verdict,
 };
-use crate::pipeline::event::Trigger;
 use std::path::PathBuf;
 use std::sync::Arc;
 

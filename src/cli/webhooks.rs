@@ -2,7 +2,7 @@
 
 use super::output::{Style, Table, plural, print_json};
 use crate::config::{Config, Webhook};
-use crate::pipeline::event::Trigger;
+use crate::model::event::Trigger;
 
 #[derive(serde::Serialize)]
 struct Row<'a> {

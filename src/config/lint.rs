@@ -6,7 +6,7 @@
 //! [`Severity`]. Pure: no network.
 
 use crate::config::{Config, Problem, Severity, Webhook};
-use crate::pipeline::event::{self, Trigger};
+use crate::model::event::{self, Trigger};
 
 /// A retry window above this share of the consumer timeout is flagged.
 const CONSUMER_TIMEOUT_MARGIN: f64 = 0.8;

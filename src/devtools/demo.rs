@@ -8,8 +8,8 @@ use crate::broker::Broker;
 use crate::broker::dead_letter::DeadLetterInfo;
 use crate::config::{self, Env};
 use crate::devtools::local_logzio::{LocalLogzio, Received};
+use crate::model::event::{self, Trigger};
 use crate::ops::metrics::Metrics;
-use crate::pipeline::event::{self, Trigger};
 use crate::redact;
 use crate::worker;
 use lapin::BasicProperties;
@@ -51,15 +51,17 @@ impl std::fmt::Debug for DemoArgs {
     }
 }
 
-/// Runs the demo; returns the exit code.
-pub async fn run(args: DemoArgs) -> u8 {
-    match demo(&args).await {
-        Ok(()) => crate::cli::EXIT_OK,
-        Err(message) => {
-            eprintln!("error: {}", redact::redact_url(&message));
-            crate::cli::EXIT_FAILED
-        }
-    }
+/// Why the demo failed: one line, with any broker URL's password masked.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoError(String);
+
+/// Runs the demo end to end; `Ok` when every sample event arrived and the failure landed in
+/// the dead-letter queue.
+pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
+    demo(&args)
+        .await
+        .map_err(|message| DemoError(redact::redact_url(&message)))
 }
 
 async fn demo(args: &DemoArgs) -> Result<(), String> {

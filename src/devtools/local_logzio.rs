@@ -781,7 +781,7 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(5);
 
     fn client(logzio: &LocalLogzio) -> reqwest::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let ca = reqwest::Certificate::from_pem(logzio.ca_pem().as_bytes()).expect("CA PEM");
         reqwest::Client::builder()
             .tls_certs_only([ca])

@@ -194,7 +194,7 @@ mod otel {
             return (None, None);
         }
         // The exporter's HTTP client uses rustls like ours.
-        crate::pipeline::delivery::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let exporter = match opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()

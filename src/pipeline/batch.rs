@@ -16,8 +16,8 @@
 //! `linger` every time.
 
 use crate::config::{BatchSettings, Config, DeliverySettings, MAX_LINE_BYTES, Webhook};
+use crate::model::event::EventId;
 use crate::pipeline::delivery::{Deliverer, DeliveryRequest, Finished};
-use crate::pipeline::event::EventId;
 use crate::pipeline::outcome::{Failure, Outcome, Parked, Reason, RetryState};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! addresses, which compare case-insensitively.
 
 use crate::config::{Filters, Webhook};
-use crate::pipeline::event::{DataView, Event, Trigger};
+use crate::model::event::{DataView, Event, Trigger};
 use std::fmt;
 use std::sync::Arc;
 
@@ -149,7 +149,7 @@ fn values_at(filter: &str, data: Option<&DataView>) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::Status;
-    use crate::pipeline::event::{decode, sample};
+    use crate::model::event::{decode, sample};
 
     fn webhook(status: Status, triggers: &[Trigger], filters: Filters) -> Webhook {
         let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use webhook_relay::broker::Broker;
-use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::model::event::Trigger;
 
 /// No scenario may take longer than this (each is meant to stay well under a minute).
 const SCENARIO_LIMIT: Duration = Duration::from_secs(90);

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use webhook_relay::broker::dead_letter::DeadLetterInfo;
-use webhook_relay::pipeline::event::{Trigger, sample};
+use webhook_relay::model::event::{Trigger, sample};
 use webhook_relay::pipeline::outcome::Reason;
 
 /// Matches approvals on `prod-postgres` (the sample's integration) only, so that a document

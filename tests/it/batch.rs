@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use webhook_relay::broker::dead_letter::DeadLetterInfo;
+use webhook_relay::model::event::Trigger;
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::Trigger;
 use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(20);

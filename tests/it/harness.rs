@@ -12,8 +12,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
+use webhook_relay::model::event::Trigger;
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::Trigger;
 
 /// The broker's `host:port`, for a proxy in front of it.
 pub fn rabbitmq_addr() -> std::net::SocketAddr {
@@ -207,7 +207,7 @@ pub fn received_ids(listener: &LocalLogzio) -> BTreeMap<String, usize> {
 
 /// A plain GET (e.g. of the operations endpoints): the status and the body.
 pub async fn http_get(url: &str) -> (u16, String) {
-    webhook_relay::pipeline::delivery::install_crypto_provider();
+    webhook_relay::tls::install_crypto_provider();
     let response = reqwest::get(url).await.expect("GET");
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))

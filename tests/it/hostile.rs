@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
 use webhook_relay::broker::topology;
+use webhook_relay::model::event::Trigger;
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::Trigger;
 use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -5,8 +5,8 @@ use crate::harness::{app, child_env, http_get, metric, sample_with};
 use crate::support::logzio::TEST_TOKEN;
 use crate::support::proxy::TcpProxy;
 use std::time::Duration;
+use webhook_relay::model::event::{Trigger, sample};
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::{Trigger, sample};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use webhook_relay::broker::Inbound;
 use webhook_relay::broker::dead_letter::DeadLetterInfo;
-use webhook_relay::pipeline::event::{Trigger, sample};
+use webhook_relay::model::event::{Trigger, sample};
 use webhook_relay::pipeline::outcome::Reason;
 
 const WAIT: Duration = Duration::from_secs(10);

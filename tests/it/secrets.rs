@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use webhook_relay::broker::dead_letter::{DeadLetterInfo, header_text};
 use webhook_relay::config::{self, Env};
-use webhook_relay::pipeline::event::{Trigger, sample};
+use webhook_relay::model::event::{Trigger, sample};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -436,7 +436,7 @@ async fn worker_logs_dead_letters_and_metrics_hide_secrets() {
 
 /// `GET /metrics` on the worker's server, waiting for it to listen.
 async fn get_metrics(port: u16) -> String {
-    webhook_relay::pipeline::delivery::install_crypto_provider();
+    webhook_relay::tls::install_crypto_provider();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let deadline = Instant::now() + WAIT;
     loop {

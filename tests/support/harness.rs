@@ -379,10 +379,10 @@ pub fn child_env(app: &TestApp, extra: &[(&str, &str)]) -> Vec<(String, String)>
 
 /// A sample event of `trigger` with its fields adjusted by `edit`.
 pub fn sample_with(
-    trigger: webhook_relay::pipeline::event::Trigger,
+    trigger: webhook_relay::model::event::Trigger,
     edit: impl FnOnce(&mut Value),
 ) -> Value {
-    let mut event = webhook_relay::pipeline::event::sample(trigger);
+    let mut event = webhook_relay::model::event::sample(trigger);
     edit(&mut event);
     event
 }

@@ -11,8 +11,8 @@ pub(crate) use validate::{WebhookContext, validate};
 
 use super::batch::BatchSettings;
 use super::delivery::DeliverySettings;
-use crate::pipeline::event::Trigger;
-use crate::pipeline::template::Template;
+use crate::model::event::Trigger;
+use crate::model::template::Template;
 use crate::redact::{self, Secret};
 use serde::Deserialize;
 use std::fmt;

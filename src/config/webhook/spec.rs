@@ -3,7 +3,7 @@
 use super::{Filters, Method, Status};
 use crate::config::batch::BatchSpec;
 use crate::config::delivery::DeliveryOverrides;
-use crate::pipeline::event::Trigger;
+use crate::model::event::Trigger;
 use crate::redact;
 use serde::Deserialize;
 use std::collections::BTreeMap;

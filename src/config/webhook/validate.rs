@@ -10,7 +10,7 @@ use crate::config::env::{Env, interpolate};
 use crate::config::problem::{Findings, Place};
 use crate::config::relay::Policy;
 use crate::config::secrets::{inline_url_secrets, short_secret_message, short_variables};
-use crate::pipeline::template::{Template, TemplateOptions};
+use crate::model::template::{Template, TemplateOptions};
 use crate::redact::{self, Redactor, Secret};
 use std::path::Path;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// The shared HTTP client: rustls with the system roots plus `http.ca_file`, connection
 /// reuse, and no redirects, since a token in the URL must not travel to another host.
 pub fn build_client(http: &HttpSettings) -> Result<reqwest::Client, DeliveryError> {
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
@@ -20,11 +20,6 @@ pub fn build_client(http: &HttpSettings) -> Result<reqwest::Client, DeliveryErro
         builder = builder.tls_certs_merge(certs);
     }
     builder.build().map_err(DeliveryError::client)
-}
-
-/// Installs rustls' ring provider as the process default, once. Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

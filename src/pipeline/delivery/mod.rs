@@ -24,7 +24,7 @@ mod retry;
 
 pub use attempt::{Attempt, RESPONSE_BODY_LIMIT, ResponseInfo};
 pub use classify::{FailureClass, StatusClass, Verdict};
-pub use client::{build_client, install_crypto_provider};
+pub use client::build_client;
 pub use error::{AttemptError, DeliveryError, LineCounts};
 pub use request::{
     BATCH_SIZE_HEADER, DeliveryRequest, EVENT_ID_HEADER, IDEMPOTENCY_HEADER, USER_AGENT,
@@ -239,7 +239,7 @@ impl retry::Endpoint for Lane<'_> {
 /// A transport error for tests: a connection refused, to a URL that carries `?token=zzz`.
 #[cfg(test)]
 async fn refused_connection() -> reqwest::Error {
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);

@@ -2,7 +2,7 @@
 //! request it becomes, with the webhook's headers and the ones the relay adds.
 
 use crate::config::Webhook;
-use crate::pipeline::event::EventId;
+use crate::model::event::EventId;
 use crate::pipeline::outcome::RetryState;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use crate::support::logzio::{Scripted, TEST_TOKEN};
 use serde_json::Value;
 use std::time::Duration;
 use webhook_relay::broker::dead_letter::DeadLetterInfo;
-use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::model::event::Trigger;
 
 fn dlq(app: &TestApp) -> String {
     app.config.amqp.dead_letter_queue.clone()
@@ -15,7 +15,7 @@ fn dlq(app: &TestApp) -> String {
 
 /// The event id the relay gives `event` (no message id): `data.id:event_type:event_time`.
 fn event_id(event: &Value) -> String {
-    webhook_relay::pipeline::event::decode(event.to_string().as_bytes(), None)
+    webhook_relay::model::event::decode(event.to_string().as_bytes(), None)
         .expect("a valid event")
         .id
         .0

@@ -8,7 +8,7 @@ use crate::support::logzio::TEST_TOKEN;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::model::event::Trigger;
 
 mod check;
 mod dlq;

@@ -4,7 +4,7 @@ use super::{APPROVALS, assert_exit, cli, cli_in, event, json, wait_ready};
 use crate::harness::app;
 use serde_json::Value;
 use std::time::Duration;
-use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::model::event::Trigger;
 
 /// An invalid item in a JSON array is refused with its file and line and nothing is
 /// published; a valid NDJSON file and stdin are published with confirms, routing key = event

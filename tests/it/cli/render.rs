@@ -2,7 +2,7 @@
 
 use super::{WAIT, assert_exit, cli, json};
 use crate::harness::{app, sample_with, shipped_logzio_webhook};
-use webhook_relay::pipeline::event::Trigger;
+use webhook_relay::model::event::Trigger;
 
 /// `render` prints byte for byte the body the worker sends for the same event (the shipped
 /// Logz.io template, hostile text included), with the same idempotency and event-id headers.

@@ -7,8 +7,8 @@ use crate::support::logzio::Scripted;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use webhook_relay::model::event::{Trigger, sample};
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::{Trigger, sample};
 use webhook_relay::pipeline::outcome::Reason;
 
 /// 503, 503, then the normal answer: delivered on the third attempt, the same idempotency key

@@ -7,8 +7,8 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use webhook_relay::broker::Inbound;
 use webhook_relay::broker::dead_letter::{self, DeadLetterInfo};
+use webhook_relay::model::event::{Trigger, sample};
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::{Trigger, sample};
 use webhook_relay::pipeline::outcome::Reason;
 
 /// A 401 is permanent: one attempt, then a dead letter with the original bytes and every

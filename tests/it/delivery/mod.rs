@@ -4,8 +4,8 @@ use crate::harness::TestApp;
 use std::time::Duration;
 use webhook_relay::broker::Inbound;
 use webhook_relay::broker::dead_letter::DeadLetterInfo;
+use webhook_relay::model::event::{Trigger, sample};
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::{Trigger, sample};
 
 mod attempts;
 mod dead_letters;

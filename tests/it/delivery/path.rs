@@ -6,8 +6,8 @@ use crate::harness::{app, sample_with, shipped_logzio_webhook};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use webhook_relay::model::event::{Trigger, sample};
 use webhook_relay::ops::metrics::Metrics;
-use webhook_relay::pipeline::event::{Trigger, sample};
 
 /// Several webhooks with different triggers and filters, plus an inactive one: each listener
 /// receives exactly the bodies of the events its webhook matches, rendered exactly.

@@ -267,8 +267,8 @@ fn type_name(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::samples::SAMPLE_TEXT;
-    use crate::pipeline::event::{Trigger, decode, encode, sample};
+    use crate::model::event::samples::SAMPLE_TEXT;
+    use crate::model::event::{Trigger, decode, encode, sample};
     use serde_json::json;
 
     // --- the schema, and the samples it describes ----------------------------------------

@@ -71,7 +71,7 @@ impl fmt::Display for EventId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::{decode, encode, sample};
+    use crate::model::event::{decode, encode, sample};
     use serde_json::json;
 
     #[test]

@@ -178,7 +178,7 @@ impl<'de, A: SeqAccess<'de>> Deserializer<'de> for ArrayOnly<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::RefView;
+    use crate::model::event::RefView;
     use serde_json::{Value, json};
 
     #[derive(Debug, Default, PartialEq, Deserialize)]

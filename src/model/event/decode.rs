@@ -75,7 +75,7 @@ fn for_report(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::{AccessGroupView, encode, sample};
+    use crate::model::event::{AccessGroupView, encode, sample};
     use serde_json::json;
 
     #[test]

@@ -144,7 +144,7 @@ view! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::{Trigger, sample};
+    use crate::model::event::{Trigger, sample};
 
     #[test]
     fn view_reads_the_matching_fields() {
