@@ -32,6 +32,7 @@
 //! the grace period (backoff sleeps wake at once and park their delivery), settle what
 //! finished, close the connection so the broker redelivers the rest.
 
+mod message;
 mod monitor;
 mod pipeline;
 mod retries;
@@ -44,6 +45,7 @@ use crate::config::Config;
 use crate::ops::metrics::{self, Metrics, NotReady};
 use crate::pipeline::delivery::{Deliverer, DeliveryError};
 use backon::BackoffBuilder;
+use message::{Message, Source};
 use pipeline::Pipeline;
 use retries::{RetryConsumers, RetryContext};
 use std::sync::Arc;
@@ -268,7 +270,8 @@ impl Connection<'_> {
                         consumed.increment(1);
                         let pipeline = self.current.borrow().clone();
                         let token = self.token.clone();
-                        self.tracker.spawn(async move { pipeline.handle_input(inbound, token).await });
+                        let message = Message::new(inbound, Source::Input, pipeline, token);
+                        self.tracker.spawn(message.process());
                         if let Err(e) = input.adjust().await {
                             tracing::warn!(error = %e, "cannot change the prefetch");
                             break "consume failed";

@@ -1,11 +1,9 @@
-//! One message's path, decode → match → render → deliver → settle, with the config it
-//! started with. A [`Pipeline`] is immutable; a reload makes a new one, and messages already
-//! in flight finish with the old.
+//! The stages built from one config: matching, rendering and sending (through the batcher for
+//! a batched webhook), and counting what was settled. A [`Pipeline`] is immutable; a reload
+//! makes a new one, and messages already in flight ([`super::message`]) finish with the old.
 
-use crate::broker::Inbound;
-use crate::broker::dead_letter;
-use crate::broker::settle::{self, Fate, SettleContext, Settled, StoreHealth, WebhookOutcome};
-use crate::config::{Config, QueueType, Webhook};
+use crate::broker::settle::{SettleContext, Settled, StoreHealth, WebhookOutcome};
+use crate::config::{Config, Webhook};
 use crate::model::event::{self, Event};
 use crate::model::template::RenderInput;
 use crate::ops::metrics::{self, Metrics, WebhookMetrics};
@@ -53,7 +51,8 @@ impl Pipeline {
         }
     }
 
-    fn settle_context(&self, cancel: CancellationToken) -> SettleContext {
+    /// What settling one of this pipeline's messages needs.
+    pub(super) fn settle_context(&self, cancel: CancellationToken) -> SettleContext {
         SettleContext {
             health: self.health.clone(),
             cancel,
@@ -68,169 +67,8 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// An input event: decode, match, render and deliver per webhook, settle.
-    pub(super) async fn handle_input(&self, inbound: Inbound, cancel: CancellationToken) {
-        if let Some(outcomes) = self.unprocessable(&inbound, None) {
-            return self.settle(inbound, None, outcomes, cancel).await;
-        }
-        let decoded = event::decode(&inbound.body, inbound.message_id());
-        let (event_id, outcomes) = match decoded {
-            Err(invalid) => {
-                tracing::warn!(
-                    routing_key = %inbound.routing_key,
-                    error = %invalid,
-                    "invalid event; dead-lettering it"
-                );
-                let outcome = WebhookOutcome {
-                    webhook: None,
-                    outcome: Outcome::DeadLetter(Failure {
-                        reason: Reason::InvalidEvent,
-                        attempts: 0,
-                        last_status: None,
-                        last_error: invalid.to_string(),
-                    }),
-                };
-                (None, vec![outcome])
-            }
-            Ok(mut event) => {
-                let span =
-                    tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
-                let input = take_render_input(&mut event);
-                let outcomes = self
-                    .deliver_to_matching(&event, input, &cancel)
-                    .instrument(span.clone())
-                    .await;
-                let id = event.id;
-                return self
-                    .settle(inbound, Some(id), outcomes, cancel)
-                    .instrument(span)
-                    .await;
-            }
-        };
-        self.settle(inbound, event_id, outcomes, cancel).await;
-    }
-
-    /// A delivery back from `webhook`'s retry queue: the same path, for that webhook only.
-    pub(super) async fn handle_retry(
-        &self,
-        inbound: Inbound,
-        webhook: &str,
-        cancel: CancellationToken,
-    ) {
-        let Some(hook) = self.config.webhook(webhook).cloned() else {
-            // Removed by a reload while the message was on its way: it waits in the retry
-            // queue until the webhook comes back (or an operator purges it).
-            let fate = Fate::PutBack("its webhook was removed by a reload");
-            let settled = settle::settle(&inbound, fate, &self.settle_context(cancel)).await;
-            return self.record_settled(&settled, None, &[]);
-        };
-        if let Some(outcomes) = self.unprocessable(&inbound, Some(&hook)) {
-            return self.settle(inbound, None, outcomes, cancel).await;
-        }
-        let (event_id, outcome) = match event::decode(&inbound.body, inbound.message_id()) {
-            Err(invalid) => (
-                None,
-                Outcome::DeadLetter(Failure {
-                    reason: Reason::InvalidEvent,
-                    attempts: 0,
-                    last_status: None,
-                    last_error: invalid.to_string(),
-                }),
-            ),
-            Ok(mut event) => {
-                let span =
-                    tracing::info_span!("event", event_id = %event.id, event_type = %event.trigger);
-                let input = take_render_input(&mut event);
-                let prior =
-                    dead_letter::retry_state(&inbound.properties, hook.delivery.max_attempts);
-                let rendered = self.render(&hook, &input, prior);
-                drop(input);
-                let outcome = self
-                    .send(&hook, &event, rendered, prior, &cancel)
-                    .instrument(span)
-                    .await;
-                (Some(event.id), outcome)
-            }
-        };
-        let outcomes = vec![WebhookOutcome {
-            webhook: Some(hook),
-            outcome,
-        }];
-        self.settle(inbound, event_id, outcomes, cancel).await;
-    }
-
-    /// A message dead-lettered without being parsed: larger than `amqp.max_message_bytes`,
-    /// or (with quorum queues) delivered more often than the redelivery limit, so that a
-    /// poison message cannot loop for ever.
-    fn unprocessable(
-        &self,
-        inbound: &Inbound,
-        webhook: Option<&Arc<Webhook>>,
-    ) -> Option<Vec<WebhookOutcome>> {
-        let max = self.config.amqp.max_message_bytes;
-        if inbound.body.len() > max as usize {
-            tracing::warn!(
-                routing_key = %inbound.routing_key,
-                bytes = inbound.body.len(),
-                max_message_bytes = max,
-                "message too large; dead-lettering it unparsed"
-            );
-            return Some(vec![WebhookOutcome {
-                webhook: webhook.cloned(),
-                outcome: Outcome::DeadLetter(Failure {
-                    reason: Reason::TooLarge,
-                    attempts: 0,
-                    last_status: None,
-                    last_error: format!(
-                        "{} bytes, over amqp.max_message_bytes = {max}",
-                        inbound.body.len()
-                    ),
-                }),
-            }]);
-        }
-        let limit = i64::from(self.config.amqp.redelivery_limit);
-        if self.config.amqp.queue_type != QueueType::Quorum {
-            return None;
-        }
-        let count = inbound.delivery_count()?;
-        if count <= limit {
-            return None;
-        }
-        tracing::warn!(
-            routing_key = %inbound.routing_key,
-            deliveries = count,
-            "message redelivered too often; dead-lettering it unprocessed"
-        );
-        Some(vec![WebhookOutcome {
-            webhook: webhook.cloned(),
-            outcome: Outcome::DeadLetter(Failure {
-                reason: Reason::RedeliveryLimit,
-                attempts: 0,
-                last_status: None,
-                last_error: format!(
-                    "delivered {count} times without being settled (amqp.redelivery_limit = {limit})"
-                ),
-            }),
-        }])
-    }
-
-    async fn settle(
-        &self,
-        inbound: Inbound,
-        event_id: Option<event::EventId>,
-        outcomes: Vec<WebhookOutcome>,
-        cancel: CancellationToken,
-    ) {
-        let fate = Fate::Outcomes {
-            event_id: event_id.as_ref(),
-            outcomes: &outcomes,
-        };
-        let settled = settle::settle(&inbound, fate, &self.settle_context(cancel)).await;
-        self.record_settled(&settled, event_id.as_ref(), &outcomes);
-    }
-
     /// Counts and logs how a message was settled.
-    fn record_settled(
+    pub(super) fn record_settled(
         &self,
         settled: &Settled,
         event_id: Option<&event::EventId>,
@@ -282,7 +120,7 @@ impl Pipeline {
     }
 
     /// Renders and delivers to every matching webhook concurrently.
-    async fn deliver_to_matching(
+    pub(super) async fn deliver_to_matching(
         &self,
         event: &Event,
         input: RenderInput,
@@ -323,7 +161,7 @@ impl Pipeline {
 
     /// Renders `webhook`'s body: the request body, a batch line, or the dead letter it
     /// becomes when it cannot be rendered.
-    fn render(
+    pub(super) fn render(
         &self,
         webhook: &Webhook,
         input: &RenderInput,
@@ -331,17 +169,17 @@ impl Pipeline {
     ) -> Rendered {
         let attempts = prior.map_or(0, |p| p.attempts);
         match webhook.template.render_input(input) {
-            Err(e) => Rendered::Failed(Outcome::DeadLetter(Failure {
-                reason: Reason::RenderFailed,
-                attempts,
-                last_status: None,
-                last_error: self.deliverer.redactor().scrub(&e.to_string()),
-            })),
+            Err(e) => Rendered::Failed(Outcome::DeadLetter(
+                Failure::new(
+                    Reason::RenderFailed,
+                    self.deliverer.redactor().scrub(&e.to_string()),
+                )
+                .with_attempts(attempts),
+            )),
             Ok(body) if webhook.batch.is_some() => match batch::to_line(&body) {
-                Err(failure) => Rendered::Failed(Outcome::DeadLetter(Failure {
-                    attempts,
-                    ..failure
-                })),
+                Err(failure) => {
+                    Rendered::Failed(Outcome::DeadLetter(failure.with_attempts(attempts)))
+                }
                 Ok(line) => Rendered::Line(line),
             },
             Ok(body) => Rendered::Body(body),
@@ -349,7 +187,7 @@ impl Pipeline {
     }
 
     /// Sends a rendered body (through the batcher for a batched webhook) in a `delivery` span.
-    async fn send(
+    pub(super) async fn send(
         &self,
         webhook: &Arc<Webhook>,
         event: &Event,
@@ -389,7 +227,7 @@ impl Pipeline {
 }
 
 /// A webhook's rendered body, ready to send.
-enum Rendered {
+pub(super) enum Rendered {
     /// One request's body.
     Body(String),
     /// One NDJSON line for the webhook's batcher.
@@ -400,7 +238,7 @@ enum Rendered {
 
 /// Moves the event's JSON into a [`RenderInput`] without copying it; from here on only the
 /// typed view, trigger and id of `event` are used.
-fn take_render_input(event: &mut Event) -> RenderInput {
+pub(super) fn take_render_input(event: &mut Event) -> RenderInput {
     let raw = std::mem::replace(&mut event.raw, Arc::new(serde_json::Value::Null));
     RenderInput::new(Arc::unwrap_or_clone(raw))
 }

@@ -2,6 +2,7 @@
 //! webhook, each on a channel of its own, feeding deliveries back into the pipeline for that
 //! webhook only.
 
+use super::message::{Message, Source};
 use super::pipeline::Pipeline;
 use crate::broker::Broker;
 use crate::broker::flow::Budget;
@@ -146,11 +147,10 @@ impl RetryConsumer {
                             .metrics
                             .counter(crate::ops::metrics::RETRIES_CONSUMED, vec![])
                             .increment(1);
-                        let name = self.webhook.clone();
-                        let token = self.connection.clone();
-                        self.tracker.spawn(async move {
-                            pipeline.handle_retry(inbound, &name, token).await
-                        });
+                        let source = Source::Retry(self.webhook.clone());
+                        let message =
+                            Message::new(inbound, source, pipeline, self.connection.clone());
+                        self.tracker.spawn(message.process());
                         if let Err(e) = self.intake.adjust().await {
                             tracing::warn!(webhook = %self.webhook, error = %e, "cannot change the retry prefetch; reconnecting");
                             self.lost.notify_one();
