@@ -32,22 +32,22 @@
 //! the grace period (backoff sleeps wake at once and park their delivery), settle what
 //! finished, close the connection so the broker redelivers the rest.
 
+mod connection;
 mod message;
 mod monitor;
 mod pipeline;
+mod reconnect;
 mod retries;
 
 use crate::broker::flow::Budget;
-use crate::broker::intake::Intake;
 use crate::broker::settle::StoreHealth;
 use crate::broker::{AmqpError, Broker};
 use crate::config::Config;
 use crate::ops::metrics::{self, Metrics, NotReady};
 use crate::pipeline::delivery::{Deliverer, DeliveryError};
-use backon::BackoffBuilder;
-use message::{Message, Source};
+use connection::Connection;
 use pipeline::Pipeline;
-use retries::{RetryConsumers, RetryContext};
+use reconnect::Reconnect;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -96,350 +96,186 @@ pub async fn run_with_reloads(
     metrics: Arc<Metrics>,
     mut reloads: mpsc::Receiver<Reload>,
 ) -> Result<(), WorkerError> {
-    let deliverer = Deliverer::new(&config)?;
-    let health = StoreHealth::new();
-    let pipeline = Pipeline::new(
-        config.clone(),
-        deliverer,
-        metrics.clone(),
-        health.clone(),
-        &shutdown,
-    );
-    if !pipeline.has_active_webhook() && !config.policy.allow_idle {
-        return Err(WorkerError::NoActiveWebhook(config.dir.join("webhooks")));
-    }
-    let (current, _) = watch::channel(Arc::new(pipeline));
-    let budget = Budget::new(config.amqp.memory_budget);
-    let tracker = TaskTracker::new();
-    let mut reconnect = Reconnect::new(
-        config.amqp.reconnect_initial_backoff,
-        config.amqp.reconnect_max_backoff,
-    );
+    let worker = Worker::start(config, shutdown, metrics)?;
+    let amqp = worker.current.borrow().config.amqp.clone();
+    let mut reconnect = Reconnect::new(amqp.reconnect_initial_backoff, amqp.reconnect_max_backoff);
     let mut connected_once = false;
-    let reconnects = metrics.counter(metrics::RECONNECTS, vec![]);
-
-    while !shutdown.is_cancelled() {
-        let config = current.borrow().config.clone();
-        let broker = match connect(&config).await {
+    while !worker.shutdown.is_cancelled() {
+        let broker = match worker.connect().await {
             Ok(broker) => Arc::new(broker),
             Err(e) if !connected_once => return Err(e.into()),
             Err(e) => {
                 let delay = reconnect.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker unreachable");
-                metrics.readiness.set_not_ready(NotReady::Reconnecting);
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => continue,
-                    _ = shutdown.cancelled() => break,
+                worker
+                    .metrics
+                    .readiness
+                    .set_not_ready(NotReady::Reconnecting);
+                match worker.sleep(delay).await {
+                    true => continue,
+                    false => break,
                 }
             }
         };
-        if connected_once {
-            reconnects.increment(1);
-        }
+        worker.count_connection(connected_once);
         connected_once = true;
         let connected_at = Instant::now();
-        metrics.counter(metrics::CONNECTIONS, vec![]).increment(1);
-
         // Deliveries of this connection stop retrying when it is lost: their messages can no
         // longer be acked and will be redelivered on the next connection.
-        let connection_token = shutdown.child_token();
-        let connection = Connection {
-            broker: broker.clone(),
-            current: &current,
-            metrics: &metrics,
-            health: &health,
-            budget: &budget,
-            tracker: &tracker,
-            token: connection_token.clone(),
-            shutdown: &shutdown,
-        };
-        let ended = connection.serve(&mut reloads).await;
-        if shutdown.is_cancelled() {
-            metrics.readiness.set_not_ready(NotReady::ShuttingDown);
-            tracker.close();
-            let grace = current.borrow().config.shutdown.grace;
-            tracing::info!(
-                in_flight = tracker.len(),
-                grace_ms = grace.as_millis() as u64,
-                "shutting down: waiting for in-flight deliveries"
-            );
-            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-                tracing::warn!(
-                    unfinished = tracker.len(),
-                    "grace period over; unfinished messages go back to the broker"
-                );
-            }
+        let token = worker.shutdown.child_token();
+        let ended = Connection::new(&worker, broker.clone(), token.clone())
+            .serve(&mut reloads)
+            .await;
+        if worker.shutdown.is_cancelled() {
+            worker.drain().await;
             broker.close().await;
             return Ok(());
         }
-        metrics.readiness.set_not_ready(NotReady::Reconnecting);
-        connection_token.cancel();
+        worker
+            .metrics
+            .readiness
+            .set_not_ready(NotReady::Reconnecting);
+        token.cancel();
         broker.close().await;
         let delay = reconnect.after_connection(connected_at.elapsed());
+        let retry_in_ms = delay.as_millis() as u64;
         tracing::warn!(
             reason = ended,
-            retry_in_ms = delay.as_millis() as u64,
+            retry_in_ms,
             "broker connection lost; reconnecting"
         );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => break,
+        if !worker.sleep(delay).await {
+            break;
         }
     }
-    tracker.close();
-    let grace = current.borrow().config.shutdown.grace;
-    let _ = tokio::time::timeout(grace, tracker.wait()).await;
+    worker.drain().await;
     Ok(())
 }
 
-/// One broker connection's work: the input intake, the retry consumers and the monitor.
-struct Connection<'a> {
-    broker: Arc<Broker>,
-    current: &'a watch::Sender<Arc<Pipeline>>,
-    metrics: &'a Arc<Metrics>,
-    health: &'a Arc<StoreHealth>,
-    budget: &'a Arc<Budget>,
-    tracker: &'a TaskTracker,
-    /// Cancelled when this connection ends.
-    token: CancellationToken,
-    shutdown: &'a CancellationToken,
+/// What every connection of one run shares: the pipeline in force (swapped whole on reload),
+/// the metrics, the store health, the memory budget and the tasks of messages in flight.
+struct Worker {
+    current: watch::Sender<Arc<Pipeline>>,
+    metrics: Arc<Metrics>,
+    health: Arc<StoreHealth>,
+    budget: Arc<Budget>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
 }
 
-impl Connection<'_> {
-    /// Consumes until shutdown or until the connection is lost; returns why it ended.
-    async fn serve(self, reloads: &mut mpsc::Receiver<Reload>) -> &'static str {
+impl Worker {
+    /// Builds the first pipeline; refuses a config without an active webhook unless
+    /// `policy.allow_idle` opts in.
+    fn start(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Result<Worker, WorkerError> {
+        let deliverer = Deliverer::new(&config)?;
+        let health = StoreHealth::new();
+        let pipeline = Pipeline::new(
+            config.clone(),
+            deliverer,
+            metrics.clone(),
+            health.clone(),
+            &shutdown,
+        );
+        if !pipeline.has_active_webhook() && !config.policy.allow_idle {
+            return Err(WorkerError::NoActiveWebhook(config.dir.join("webhooks")));
+        }
+        Ok(Worker {
+            current: watch::Sender::new(Arc::new(pipeline)),
+            metrics,
+            health,
+            budget: Budget::new(config.amqp.memory_budget),
+            tracker: TaskTracker::new(),
+            shutdown,
+        })
+    }
+
+    /// Connects with the config in force and declares its topology.
+    async fn connect(&self) -> Result<Broker, AmqpError> {
         let config = self.current.borrow().config.clone();
-        let mut input = self.broker.input_intake(&config.amqp, self.budget);
-        let mut store = self.health.subscribe();
-        let mut retries = RetryConsumers::default();
-        let lost_retry_consumer = retries.lost.clone();
-        let retry_context = RetryContext {
-            broker: self.broker.clone(),
-            current: self.current.clone(),
-            tracker: self.tracker.clone(),
-            connection: self.token.clone(),
-            budget: self.budget.clone(),
-            store: store.clone(),
-        };
-        retries.reconcile(&retry_context).await;
-        let monitor = tokio::spawn(monitor::monitor(
-            self.broker.clone(),
-            self.current.subscribe(),
-            self.budget.clone(),
-            self.token.clone(),
-        ));
-        let consumed = self.metrics.counter(metrics::EVENTS_CONSUMED, vec![]);
-        let prefetch = self.metrics.gauge(metrics::PREFETCH, vec![]);
-        let held = self.metrics.gauge(metrics::STORE_HELD, vec![]);
+        let broker = Broker::connect(&config.amqp, &config.redactor).await?;
+        broker.declare_topology(&config.amqp).await?;
+        broker
+            .declare_retry_topology(&config.amqp, &config.webhooks)
+            .await?;
+        Ok(broker)
+    }
+
+    fn count_connection(&self, reconnected: bool) {
+        self.metrics
+            .counter(metrics::CONNECTIONS, vec![])
+            .increment(1);
+        if reconnected {
+            self.metrics
+                .counter(metrics::RECONNECTS, vec![])
+                .increment(1);
+        }
+    }
+
+    /// Sleeps `delay`; `false` when shutdown came first.
+    async fn sleep(&self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.shutdown.cancelled() => false,
+        }
+    }
+
+    /// Lets messages in flight finish within the grace period; what does not finish goes
+    /// back to the broker when the connection closes.
+    async fn drain(&self) {
+        self.metrics.readiness.set_not_ready(NotReady::ShuttingDown);
+        self.tracker.close();
+        let grace = self.current.borrow().config.shutdown.grace;
         tracing::info!(
-            broker = %config.amqp.url_redacted,
-            queue = %config.amqp.queue,
-            prefetch = config.amqp.prefetch,
-            memory_budget = config.amqp.memory_budget,
-            webhooks = config.webhooks.len(),
-            "consuming"
+            in_flight = self.tracker.len(),
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: waiting for in-flight deliveries"
         );
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                unfinished = self.tracker.len(),
+                "grace period over; unfinished messages go back to the broker"
+            );
+        }
+    }
 
-        let mut idle = false;
-        let ended = loop {
-            // Paused before readiness says so: once `/readyz` reports a failing store, no new
-            // message is taken.
-            let waiting = *store.borrow();
-            if let Err(e) = self.set_flow(&mut input, waiting, &mut idle).await {
-                tracing::warn!(error = %e, "cannot start or pause consuming");
-                break "consume failed";
-            }
-            held.set(waiting as f64);
-            self.metrics.readiness.set_store_failing(waiting > 0);
-            prefetch.set(f64::from(input.prefetch()));
-            tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => break "shutdown",
-                _ = lost_retry_consumer.notified() => break "a retry consumer ended",
-                Some(new_config) = reloads.recv() => {
-                    reload(&self.broker, self.current, new_config, self.metrics, self.health, self.shutdown).await;
-                    retries.reconcile(&retry_context).await;
-                }
-                changed = store.changed() => {
-                    if changed.is_err() {
-                        break "store health gone";
-                    }
-                }
-                next = input.next() => match next {
-                    Some(Ok(inbound)) => {
-                        consumed.increment(1);
-                        let pipeline = self.current.borrow().clone();
-                        let token = self.token.clone();
-                        let message = Message::new(inbound, Source::Input, pipeline, token);
-                        self.tracker.spawn(message.process());
-                        if let Err(e) = input.adjust().await {
-                            tracing::warn!(error = %e, "cannot change the prefetch");
-                            break "consume failed";
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "consuming failed");
-                        break "consume failed";
-                    }
-                    None => break "the broker ended the input consumer",
-                },
-            }
+    /// Swaps in a new config. Refused, and the old config stays in force, when the new one
+    /// has no active webhook (unless it sets `policy.allow_idle`), when its HTTP client cannot
+    /// be built, or when its retry topology cannot be declared.
+    async fn reload(&self, broker: &Broker, config: Arc<Config>) {
+        let refuse = |error: &dyn std::fmt::Display| {
+            self.metrics.record_reload(false);
+            tracing::error!(error = %error, "config reload refused; the old config stays in force");
         };
-        input.stop().await;
-        monitor.abort();
-        retries.stop_all();
-        ended
-    }
-
-    /// Consumes the input queue when there is an active webhook and the store works; pauses
-    /// it otherwise. Keeps `/readyz` in step.
-    async fn set_flow(
-        &self,
-        input: &mut Intake,
-        waiting_for_store: usize,
-        idle: &mut bool,
-    ) -> Result<(), AmqpError> {
-        let active = self.current.borrow().has_active_webhook();
-        if active && waiting_for_store == 0 {
-            input.resume().await?;
-        } else {
-            input.pause().await?;
+        if !config.webhooks.iter().any(|w| w.is_active()) && !config.policy.allow_idle {
+            return refuse(&WorkerError::NoActiveWebhook(config.dir.join("webhooks")));
         }
-        if active {
-            self.metrics.readiness.set_ready();
-        } else {
-            if !*idle {
-                tracing::warn!("idle: no active webhook (policy.allow_idle); consuming nothing");
-            }
-            self.metrics.readiness.set_not_ready(NotReady::Idle);
+        let previous = self.current.borrow().clone();
+        let deliverer = match Deliverer::reloaded(&config, &previous.deliverer) {
+            Ok(d) => d,
+            Err(e) => return refuse(&e),
+        };
+        if let Err(e) = broker
+            .declare_retry_topology(&config.amqp, &config.webhooks)
+            .await
+        {
+            return refuse(&e);
         }
-        *idle = !active;
-        Ok(())
-    }
-}
-
-async fn connect(config: &Config) -> Result<Broker, AmqpError> {
-    let broker = Broker::connect(&config.amqp, &config.redactor).await?;
-    broker.declare_topology(&config.amqp).await?;
-    broker
-        .declare_retry_topology(&config.amqp, &config.webhooks)
-        .await?;
-    Ok(broker)
-}
-
-/// Swaps in a new config. Refused, and the old config stays in force, when the new one has
-/// no active webhook (unless it sets `policy.allow_idle`), when its HTTP client cannot be
-/// built, or when its retry topology cannot be declared.
-async fn reload(
-    broker: &Broker,
-    current: &watch::Sender<Arc<Pipeline>>,
-    config: Arc<Config>,
-    metrics: &Arc<Metrics>,
-    health: &Arc<StoreHealth>,
-    shutdown: &CancellationToken,
-) {
-    let refuse = |error: &dyn std::fmt::Display| {
-        metrics.record_reload(false);
-        tracing::error!(error = %error, "config reload refused; the old config stays in force");
-    };
-    if !config.webhooks.iter().any(|w| w.is_active()) && !config.policy.allow_idle {
-        return refuse(&WorkerError::NoActiveWebhook(config.dir.join("webhooks")));
-    }
-    let previous = current.borrow().clone();
-    let deliverer = match Deliverer::reloaded(&config, &previous.deliverer) {
-        Ok(d) => d,
-        Err(e) => return refuse(&e),
-    };
-    if let Err(e) = broker
-        .declare_retry_topology(&config.amqp, &config.webhooks)
-        .await
-    {
-        return refuse(&e);
-    }
-    let webhooks = config.webhooks.len();
-    current.send_replace(Arc::new(Pipeline::new(
-        config,
-        deliverer,
-        metrics.clone(),
-        health.clone(),
-        shutdown,
-    )));
-    metrics.record_reload(true);
-    tracing::info!(webhooks, "config reloaded");
-}
-
-/// The reconnect schedule: exponential with jitter from `amqp.reconnect_initial_backoff` to
-/// `amqp.reconnect_max_backoff`. It starts over only after a connection stayed up for
-/// `reconnect_max_backoff`: one that opens and dies at once keeps backing off.
-struct Reconnect {
-    builder: backon::ExponentialBuilder,
-    schedule: backon::ExponentialBackoff,
-    max: Duration,
-}
-
-impl Reconnect {
-    fn new(initial: Duration, max: Duration) -> Reconnect {
-        let builder = backon::ExponentialBuilder::default()
-            .with_min_delay(initial)
-            .with_max_delay(max)
-            .with_jitter()
-            .without_max_times();
-        Reconnect {
-            schedule: builder.build(),
-            builder,
-            max,
-        }
-    }
-
-    /// The wait before the next try after a failed connect.
-    fn next_delay(&mut self) -> Duration {
-        self.schedule.next().unwrap_or(self.max).min(self.max)
-    }
-
-    /// The wait before reconnecting after a connection that lasted `lasted` ended.
-    fn after_connection(&mut self, lasted: Duration) -> Duration {
-        if lasted >= self.max {
-            self.schedule = self.builder.build();
-        }
-        self.next_delay()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reconnect(initial_ms: u64, max_ms: u64) -> Reconnect {
-        Reconnect::new(
-            Duration::from_millis(initial_ms),
-            Duration::from_millis(max_ms),
-        )
-    }
-
-    #[test]
-    fn a_connection_that_dies_at_once_keeps_backing_off() {
-        let mut r = reconnect(100, 3_000);
-        let delays: Vec<Duration> = (0..8)
-            .map(|_| r.after_connection(Duration::from_millis(5)))
-            .collect();
-        assert!(delays[0] >= Duration::from_millis(100));
-        assert!(
-            delays[6] >= Duration::from_millis(3_000),
-            "the schedule reached its cap: {delays:?}"
-        );
-        assert!(delays.iter().all(|d| *d <= Duration::from_millis(3_000)));
-    }
-
-    #[test]
-    fn the_backoff_starts_over_after_a_healthy_connection() {
-        let mut r = reconnect(100, 3_000);
-        for _ in 0..8 {
-            r.next_delay();
-        }
-        let after_healthy = r.after_connection(Duration::from_secs(3));
-        assert!(
-            after_healthy < Duration::from_millis(300),
-            "{after_healthy:?}"
-        );
+        let webhooks = config.webhooks.len();
+        self.current.send_replace(Arc::new(Pipeline::new(
+            config,
+            deliverer,
+            self.metrics.clone(),
+            self.health.clone(),
+            &self.shutdown,
+        )));
+        self.metrics.record_reload(true);
+        tracing::info!(webhooks, "config reloaded");
     }
 }
