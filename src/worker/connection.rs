@@ -6,10 +6,10 @@ use super::monitor;
 use super::retries::{RetryConsumers, RetryContext};
 use super::{Reload, Worker};
 use crate::broker::intake::Intake;
-use crate::broker::{AmqpError, Broker};
+use crate::broker::{AmqpError, Broker, Inbound};
 use crate::ops::metrics::{self, NotReady};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// One broker connection's work: the input intake, the retry consumers and the monitor.
@@ -36,14 +36,7 @@ impl<'a> Connection<'a> {
         let mut store = self.worker.health.subscribe();
         let mut retries = RetryConsumers::default();
         let lost_retry_consumer = retries.lost.clone();
-        let retry_context = RetryContext {
-            broker: self.broker.clone(),
-            current: self.worker.current.clone(),
-            tracker: self.worker.tracker.clone(),
-            connection: self.token.clone(),
-            budget: self.worker.budget.clone(),
-            store: store.clone(),
-        };
+        let retry_context = self.retry_context(&store);
         retries.reconcile(&retry_context).await;
         let monitor = tokio::spawn(monitor::monitor(
             self.broker.clone(),
@@ -51,10 +44,6 @@ impl<'a> Connection<'a> {
             self.worker.budget.clone(),
             self.token.clone(),
         ));
-        let consumed = self
-            .worker
-            .metrics
-            .counter(metrics::EVENTS_CONSUMED, vec![]);
         let prefetch = self.worker.metrics.gauge(metrics::PREFETCH, vec![]);
         let held = self.worker.metrics.gauge(metrics::STORE_HELD, vec![]);
         tracing::info!(
@@ -93,11 +82,7 @@ impl<'a> Connection<'a> {
                 }
                 next = input.next() => match next {
                     Some(Ok(inbound)) => {
-                        consumed.increment(1);
-                        let pipeline = self.worker.current.borrow().clone();
-                        let token = self.token.clone();
-                        let message = Message::new(inbound, Source::Input, pipeline, token);
-                        self.worker.tracker.spawn(message.process());
+                        self.take(inbound);
                         if let Err(e) = input.adjust().await {
                             tracing::warn!(error = %e, "cannot change the prefetch");
                             break "consume failed";
@@ -115,6 +100,29 @@ impl<'a> Connection<'a> {
         monitor.abort();
         retries.stop_all();
         ended
+    }
+
+    /// What this connection's retry consumers share.
+    fn retry_context(&self, store: &watch::Receiver<usize>) -> RetryContext {
+        RetryContext {
+            broker: self.broker.clone(),
+            current: self.worker.current.clone(),
+            tracker: self.worker.tracker.clone(),
+            connection: self.token.clone(),
+            budget: self.worker.budget.clone(),
+            store: store.clone(),
+        }
+    }
+
+    /// Hands one input message to its own task, with the pipeline in force now.
+    fn take(&self, inbound: Inbound) {
+        self.worker
+            .metrics
+            .counter(metrics::EVENTS_CONSUMED, vec![])
+            .increment(1);
+        let pipeline = self.worker.current.borrow().clone();
+        let message = Message::new(inbound, Source::Input, pipeline, self.token.clone());
+        self.worker.tracker.spawn(message.process());
     }
 
     /// Consumes the input queue when there is an active webhook and the store works; pauses
