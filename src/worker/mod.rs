@@ -1,6 +1,6 @@
 //! The `run` loop: connect, declare, consume the input queue and every active webhook's retry
 //! queue, and for each message run the one-way path decode → match → render → deliver →
-//! settle ([`pipeline`]) in its own task.
+//! settle (`message`, over the stages of `pipeline`) in its own task.
 //!
 //! Work in flight is bounded twice. By count: at most `amqp.prefetch` input messages, and per
 //! webhook at most its own retry prefetch, are unacked at once. By bytes: every body in flight
