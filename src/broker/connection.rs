@@ -129,11 +129,6 @@ impl Broker {
                 message: redactor.scrub(&e.to_string()),
             }
         };
-        let queue_options = QueueDeclareOptions {
-            durable: true,
-            passive,
-            ..QueueDeclareOptions::default()
-        };
         if settings.declare {
             channel
                 .exchange_declare(
@@ -159,24 +154,13 @@ impl Broker {
             ),
         ];
         for (queue, arguments) in queues {
-            let arguments = if passive {
-                FieldTable::default()
+            let what = if passive {
+                format!("queue `{queue}` (amqp.declare = false expects it to exist)")
             } else {
-                arguments
+                format!("declare queue `{queue}`")
             };
-            channel
-                .queue_declare(queue.as_str().into(), queue_options, arguments)
-                .await
-                .map_err(
-                    |e| match topology::InequivalentQueue::from_error(queue, &e) {
-                        Some(inequivalent) => inequivalent.into(),
-                        None => op(if passive {
-                            format!("queue `{queue}` (amqp.declare = false expects it to exist)")
-                        } else {
-                            format!("declare queue `{queue}`")
-                        })(e),
-                    },
-                )?;
+            self.declare_queue(channel, queue, arguments, passive, what)
+                .await?;
         }
         if settings.declare {
             channel
@@ -228,34 +212,51 @@ impl Broker {
         webhooks: &[std::sync::Arc<Webhook>],
     ) -> Result<(), AmqpError> {
         let passive = !settings.declare;
+        for webhook in webhooks {
+            let queues = topology::retry_path(&settings.queue, webhook, settings.into());
+            for (queue, arguments) in queues {
+                let what = format!("declare retry queue `{queue}`");
+                self.declare_queue(channel, &queue, arguments, passive, what)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares one durable queue with `arguments`, or with `passive` only checks that it
+    /// exists. A queue that exists with other arguments is the one clear
+    /// [`topology::InequivalentQueue`] error; anything else is `what` failed.
+    async fn declare_queue(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        arguments: FieldTable,
+        passive: bool,
+        what: String,
+    ) -> Result<(), AmqpError> {
         let options = QueueDeclareOptions {
             durable: true,
             passive,
             ..QueueDeclareOptions::default()
         };
-        for webhook in webhooks {
-            let queues = topology::retry_path(&settings.queue, webhook, settings.into());
-            for (queue, arguments) in queues {
-                let arguments = if passive {
-                    FieldTable::default()
-                } else {
-                    arguments
-                };
-                channel
-                    .queue_declare(queue.as_str().into(), options, arguments)
-                    .await
-                    .map_err(
-                        |e| match topology::InequivalentQueue::from_error(&queue, &e) {
-                            Some(inequivalent) => inequivalent.into(),
-                            None => AmqpError::Operation {
-                                operation: format!("declare retry queue `{queue}`"),
-                                message: self.redactor.scrub(&e.to_string()),
-                            },
-                        },
-                    )?;
-            }
-        }
-        Ok(())
+        let arguments = if passive {
+            FieldTable::default()
+        } else {
+            arguments
+        };
+        channel
+            .queue_declare(queue.into(), options, arguments)
+            .await
+            .map(|_| ())
+            .map_err(
+                |e| match topology::InequivalentQueue::from_error(queue, &e) {
+                    Some(inequivalent) => inequivalent.into(),
+                    None => AmqpError::Operation {
+                        operation: what,
+                        message: self.redactor.scrub(&e.to_string()),
+                    },
+                },
+            )
     }
 
     fn settler(&self) -> Settler {
