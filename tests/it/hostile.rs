@@ -433,6 +433,26 @@ async fn a_failing_dead_letter_store_pauses_intake_and_never_resends() {
     app.finish().await;
 }
 
+/// A publish channel the broker closed (here by a publish to an exchange that does not
+/// exist, a channel error) is opened again by the next publish on the same connection: a
+/// broken publish channel never leaves the store failing for good.
+#[tokio::test]
+async fn a_publish_channel_closed_by_the_broker_is_reopened() {
+    let app = app("hostile-publish-channel").webhook(GOOD).build().await;
+    let publisher = app.admin.publisher();
+    let properties = BasicProperties::default().with_delivery_mode(2);
+    let refused = publisher
+        .publish_confirmed("it-no-such-exchange", "x", b"{}", properties.clone())
+        .await;
+    assert!(refused.is_err(), "a publish to a missing exchange fails");
+    publisher
+        .publish_confirmed("", &app.config.amqp.dead_letter_queue, b"{}", properties)
+        .await
+        .expect("the next publish opens a new channel");
+    assert_eq!(app.dead_letters(1, WAIT).await.len(), 1);
+    app.finish().await;
+}
+
 /// `run` with no active webhook refuses to start and says why; `check` reports the case.
 #[tokio::test]
 async fn no_active_webhook_fails_closed_in_run_and_check() {
