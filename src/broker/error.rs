@@ -1,5 +1,10 @@
 //! What a broker operation can fail with. Every message is redacted: it never carries the
 //! broker password or a secret from the config.
+//!
+//! Unlike the delivery errors, these keep lapin's error as scrubbed text rather than as a
+//! `#[source]`: lapin's messages can quote the connection URL (password included), and a
+//! source is printed unscrubbed by anything that walks the error chain. What was being done
+//! (`operation`, `target`) is kept as a field, so the error still reads context first.
 
 use super::topology;
 
