@@ -156,6 +156,11 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
+/// [`EXIT_OK`] when the command succeeded, else [`EXIT_FAILED`].
+fn exit_code(success: bool) -> u8 {
+    if success { EXIT_OK } else { EXIT_FAILED }
+}
+
 /// Prints a usage problem and returns its exit code.
 fn usage_error(message: &str) -> u8 {
     eprintln!("error: {message}");
