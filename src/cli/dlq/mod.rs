@@ -73,7 +73,7 @@ fn parse_reason(text: &str) -> Result<Reason, String> {
 
 /// Runs a `dlq` subcommand.
 pub async fn run(config: &Config, command: &DlqCommand, json: bool) -> u8 {
-    let broker = match connect(config).await {
+    let broker = match super::connect(config).await {
         Ok(b) => b,
         Err(code) => return code,
     };
@@ -86,16 +86,6 @@ pub async fn run(config: &Config, command: &DlqCommand, json: bool) -> u8 {
     // Closing returns every message that was read and not settled, in its original order.
     broker.close().await;
     code
-}
-
-async fn connect(config: &Config) -> Result<Broker, u8> {
-    match Broker::connect(&config.amqp, &config.redactor).await {
-        Ok(broker) => Ok(broker),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(super::EXIT_FAILED)
-        }
-    }
 }
 
 /// Reads up to `scan_limit` dead letters without acking them; on failure prints the error and
