@@ -5,11 +5,6 @@ use std::fmt;
 use std::time::Instant;
 
 /// One request as the listener saw it, with the status it decided to answer.
-///
-/// [`MAX_BODY_BYTES`]: super::MAX_BODY_BYTES
-/// [`LocalLogzio::set_hang`]: super::LocalLogzio::set_hang
-/// [`LocalLogzio::set_delay`]: super::LocalLogzio::set_delay
-/// [`LocalLogzio::accepted`]: super::LocalLogzio::accepted
 #[derive(Clone)]
 pub struct Received {
     /// The HTTP method, for example `POST`.
@@ -20,12 +15,16 @@ pub struct Received {
     pub query: String,
     /// The request headers in order, values decoded lossily as UTF-8.
     pub headers: Vec<(String, String)>,
-    /// The request body; empty when it was over [`MAX_BODY_BYTES`] or could not be read.
+    /// The request body; empty when it was over
+    /// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) or could not be read.
     pub body: Vec<u8>,
-    /// The status decided for the answer. Under [`LocalLogzio::set_hang`] or
-    /// [`LocalLogzio::set_delay`] the client may have given up before it was sent.
+    /// The status decided for the answer. Under
+    /// [`LocalLogzio::set_hang`](super::LocalLogzio::set_hang) or
+    /// [`LocalLogzio::set_delay`](super::LocalLogzio::set_delay) the client may have given up
+    /// before it was sent.
     pub status: u16,
-    /// The lines this request got accepted (also part of [`LocalLogzio::accepted`]).
+    /// The lines this request got accepted (also part of
+    /// [`LocalLogzio::accepted`](super::LocalLogzio::accepted)).
     pub accepted_lines: Vec<Value>,
     /// When the request's headers arrived.
     pub at: Instant,

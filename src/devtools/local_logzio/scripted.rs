@@ -6,7 +6,6 @@ use std::time::Duration;
 /// (see [`LocalLogzio::push_response`]).
 ///
 /// [`LocalLogzio::push_response`]: super::LocalLogzio::push_response
-/// [`LocalLogzio::set_delay`]: super::LocalLogzio::set_delay
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scripted {
     /// The status to answer. One that is not a valid HTTP status (outside 100..=999) is sent
@@ -16,7 +15,8 @@ pub struct Scripted {
     pub headers: Vec<(String, String)>,
     /// The body to send.
     pub body: String,
-    /// How long to wait before answering, on top of [`LocalLogzio::set_delay`].
+    /// How long to wait before answering, on top of
+    /// [`LocalLogzio::set_delay`](super::LocalLogzio::set_delay).
     pub delay: Duration,
 }
 
