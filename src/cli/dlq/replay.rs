@@ -330,3 +330,42 @@ fn result_json(r: &Replayed) -> serde_json::Value {
     serde_json::json!({"position": r.position, "event_id": r.event_id,
         "webhook": r.webhook, "result": result, "detail": detail})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::outcome::{Failure, Reason};
+
+    fn replayed(position: usize, result: ReplayResult) -> Replayed {
+        Replayed {
+            position,
+            event_id: None,
+            webhook: None,
+            result,
+        }
+    }
+
+    #[test]
+    fn tally_counts_by_outcome_and_cause() {
+        let rejected = || Failure::new(Reason::Rejected, "http 401").with_status(Some(401));
+        let results = [
+            replayed(1, ReplayResult::Delivered { attempts: 1 }),
+            replayed(2, ReplayResult::FailedAgain(rejected())),
+            replayed(3, ReplayResult::FailedAgain(rejected())),
+            replayed(4, ReplayResult::Skipped("no webhook".into())),
+        ];
+        let report = Report {
+            results: &results,
+            chosen: 6,
+            dry_run: false,
+            not_found: &[],
+            stopped: Some("interrupted"),
+        };
+        let tally = report.tally();
+        assert_eq!((tally.delivered, tally.would_replay), (1, 0));
+        assert_eq!((tally.failed_total, tally.skipped_total), (2, 1));
+        assert_eq!(tally.failed.get("rejected (http 401)"), Some(&2));
+        assert_eq!(tally.skipped.get("no webhook"), Some(&1));
+        assert_eq!(tally.not_attempted, 2);
+    }
+}
