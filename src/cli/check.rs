@@ -62,9 +62,5 @@ pub fn run(dir: &Path, env: &Env, json: bool) -> u8 {
             println!("{} {summary}", style.bad("failed"));
         }
     }
-    if errors == 0 {
-        super::EXIT_OK
-    } else {
-        super::EXIT_FAILED
-    }
+    super::exit_code(errors == 0)
 }

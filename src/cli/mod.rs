@@ -9,6 +9,7 @@ pub mod output;
 mod publish;
 mod render;
 mod schema;
+mod target;
 mod test_webhook;
 mod webhooks;
 
@@ -152,6 +153,22 @@ async fn dispatch(cli: Cli) -> u8 {
                 | Command::Healthcheck(_)
                 | Command::FakeLogzio(_) => EXIT_CONFIG,
             }
+        }
+    }
+}
+
+/// [`EXIT_OK`] when the command succeeded, else [`EXIT_FAILED`].
+fn exit_code(success: bool) -> u8 {
+    if success { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// Connects to the broker of `config`; on failure prints the error and returns its exit code.
+async fn connect(config: &Config) -> Result<crate::broker::Broker, u8> {
+    match crate::broker::Broker::connect(&config.amqp, &config.redactor).await {
+        Ok(broker) => Ok(broker),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(EXIT_FAILED)
         }
     }
 }

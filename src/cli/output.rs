@@ -154,6 +154,58 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
     }
 }
 
+/// `text` made safe to print on a terminal: every character that is not printable is written
+/// as an escape, so a dead letter cannot move the cursor, clear the screen, set the title,
+/// rewrite the line (`\r`) or reorder text (bidirectional overrides).
+///
+/// Escaped: C0 controls (`\x1b`, `\r`, `\t`, …; `\n` too unless `keep_newlines`), DEL
+/// (`\x7f`), C1 controls (`\u{9b}`, the one-byte CSI, …), and the invisible format and
+/// separator characters (`\u{202e}`, `\u{200b}`, `\u{2028}`, `\u{feff}`, …). Everything else,
+/// other scripts and emoji included, is kept; backslashes are kept as they are, so the escapes
+/// are for reading, not for parsing back.
+pub fn terminal_safe(text: &str, keep_newlines: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let code = u32::from(c);
+        match c {
+            '\n' if keep_newlines => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            _ if code < 0x20 || code == 0x7f => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\x{code:02x}");
+            }
+            _ if (0x80..0xa0).contains(&code) || is_invisible_format(c) => {
+                let _ = write!(out, "\\u{{{code:x}}}");
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unicode format characters and separators a terminal draws as nothing (or acts on):
+/// bidirectional marks, embeddings, overrides and isolates, the zero-width space, the line
+/// and paragraph separators, the byte-order mark and the interlinear annotation marks. The
+/// zero-width joiners (U+200C, U+200D) stay: emoji and other scripts are built with them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'
+            | '\u{200e}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +228,50 @@ mod tests {
         assert_eq!(truncate("short", 10), "short");
         assert_eq!(truncate("a much longer text", 8), "a much …");
         assert_eq!(truncate("two\nlines", 20), "two lines");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            terminal_safe("a\x1b[2Jb\rc\td\u{7}e\u{0}\u{7f}", false),
+            r"a\x1b[2Jb\rc\td\x07e\x00\x7f"
+        );
+        assert_eq!(terminal_safe("x\ny", false), r"x\ny");
+        assert_eq!(terminal_safe("x\ny", true), "x\ny");
+        // C1 controls, among them the one-character CSI and OSC.
+        assert_eq!(
+            terminal_safe("\u{9b}31m\u{9d}0;title\u{9c}\u{85}", true),
+            r"\u{9b}31m\u{9d}0;title\u{9c}\u{85}"
+        );
+        // Invisible reordering and separators.
+        assert_eq!(
+            terminal_safe("ab\u{202e}cd\u{2066}\u{200b}\u{2028}\u{feff}", true),
+            r"ab\u{202e}cd\u{2066}\u{200b}\u{2028}\u{feff}"
+        );
+    }
+
+    #[test]
+    fn printable_text_is_kept() {
+        for text in [
+            "plain ascii ~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./",
+            "ünïcödé 日本語 עברית 🚀👩‍💻 \u{a0}nbsp",
+            r"C:\path\x1b is text",
+        ] {
+            assert_eq!(terminal_safe(text, false), text);
+        }
+    }
+
+    #[test]
+    fn nothing_below_space_survives() {
+        for code in (0u32..0x20).chain([0x7f]).chain(0x80..0xa0) {
+            let c = char::from_u32(code).unwrap();
+            let out = terminal_safe(&format!("a{c}b"), false);
+            assert!(
+                out.chars().all(|c| u32::from(c) >= 0x20
+                    && u32::from(c) != 0x7f
+                    && !(0x80..0xa0).contains(&u32::from(c))),
+                "{code:#x}: {out:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! (`--no-validate` skips this).
 
 use super::output::{Style, print_json};
-use super::render::parse_trigger;
+use super::target::parse_trigger;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::model::event::schema;
@@ -206,32 +206,15 @@ pub async fn run(config: &Config, args: &PublishArgs, json: bool) -> u8 {
         },
     };
     if !args.no_validate {
-        let mut refused = Vec::new();
-        for (i, located) in events.iter().enumerate() {
-            for problem in schema::check(&located.value) {
-                refused.push(format!("{}: event {}: {problem}", located.origin, i + 1));
-            }
-        }
+        let refused = invalid(&events);
         if !refused.is_empty() {
-            if json {
-                print_json(
-                    &serde_json::json!({"published": 0, "confirmed": 0, "refused": refused}),
-                );
-            } else {
-                for r in &refused {
-                    eprintln!("{}: {r}", style.bad("invalid"));
-                }
-                eprintln!("nothing published: fix the events above or pass --no-validate");
-            }
+            report_refused(&refused, json, &style);
             return super::EXIT_FAILED;
         }
     }
-    let broker = match Broker::connect(&config.amqp, &config.redactor).await {
+    let broker = match super::connect(config).await {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return super::EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     if config.amqp.declare
         && let Err(e) = broker.declare_topology(&config.amqp).await
@@ -240,33 +223,7 @@ pub async fn run(config: &Config, args: &PublishArgs, json: bool) -> u8 {
         broker.close().await;
         return super::EXIT_FAILED;
     }
-    let publisher = broker.publisher();
-    let mut confirmed = 0usize;
-    let mut failures = Vec::new();
-    for located in &events {
-        let routing_key = located
-            .value
-            .get("event_type")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_string();
-        let body = located.value.to_string();
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2);
-        match publisher
-            .publish_confirmed(
-                &config.amqp.exchange,
-                &routing_key,
-                body.as_bytes(),
-                properties,
-            )
-            .await
-        {
-            Ok(()) => confirmed += 1,
-            Err(e) => failures.push(format!("{}: {e}", located.origin)),
-        }
-    }
+    let (confirmed, failures) = publish_all(&broker, config, &events).await;
     broker.close().await;
     if json {
         print_json(&serde_json::json!({
@@ -285,11 +242,66 @@ pub async fn run(config: &Config, args: &PublishArgs, json: bool) -> u8 {
             config.amqp.exchange
         );
     }
-    if failures.is_empty() {
-        super::EXIT_OK
-    } else {
-        super::EXIT_FAILED
+    super::exit_code(failures.is_empty())
+}
+
+/// Every schema problem of every event, each naming the event's origin and number.
+fn invalid(events: &[Located]) -> Vec<String> {
+    let mut refused = Vec::new();
+    for (i, located) in events.iter().enumerate() {
+        for problem in schema::check(&located.value) {
+            refused.push(format!("{}: event {}: {problem}", located.origin, i + 1));
+        }
     }
+    refused
+}
+
+fn report_refused(refused: &[String], json: bool, style: &Style) {
+    if json {
+        print_json(&serde_json::json!({"published": 0, "confirmed": 0, "refused": refused}));
+    } else {
+        for r in refused {
+            eprintln!("{}: {r}", style.bad("invalid"));
+        }
+        eprintln!("nothing published: fix the events above or pass --no-validate");
+    }
+}
+
+/// Publishes every event, in order, persistent, routing key = its event type, each waiting
+/// for the broker's confirm. Returns how many were confirmed and a line per failure.
+async fn publish_all(broker: &Broker, config: &Config, events: &[Located]) -> (usize, Vec<String>) {
+    let publisher = broker.publisher();
+    let mut confirmed = 0usize;
+    let mut failures = Vec::new();
+    for located in events {
+        let routing_key = located
+            .value
+            .get("event_type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let body = located.value.to_string();
+        match publisher
+            .publish_confirmed(
+                &config.amqp.exchange,
+                routing_key,
+                body.as_bytes(),
+                event_properties(),
+            )
+            .await
+        {
+            Ok(()) => confirmed += 1,
+            Err(e) => failures.push(format!("{}: {e}", located.origin)),
+        }
+    }
+    (confirmed, failures)
+}
+
+/// The properties of a published event: JSON, persistent (delivery mode 2), so that a broker
+/// restart does not lose it from a durable queue.
+fn event_properties() -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
 }
 
 #[cfg(test)]

@@ -2,12 +2,11 @@
 //! whether the event would match it at all.
 
 use super::output::{Style, print_json};
+use super::target::{Target, parse_trigger};
 use crate::config::{Config, Webhook};
-use crate::model::event::{self, Event, Trigger};
-use crate::pipeline::delivery::DeliveryRequest;
+use crate::model::event::{Event, Trigger};
 use crate::pipeline::rules;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 /// Options of `render`.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,67 +21,6 @@ pub struct RenderArgs {
     pub trigger: Option<Trigger>,
 }
 
-/// clap parser for a trigger name (either spelling).
-pub fn parse_trigger(text: &str) -> Result<Trigger, String> {
-    text.parse::<Trigger>().map_err(|e| e.to_string())
-}
-
-/// The event a command works on, and where it came from.
-pub struct EventInput {
-    /// The decoded event.
-    pub event: Event,
-    /// `built-in sample RequestApproved` or the file's path.
-    pub source: String,
-}
-
-/// Reads `--event FILE`, or picks the built-in sample of `--trigger` or of the webhook's first
-/// trigger.
-pub fn event_input(
-    file: Option<&Path>,
-    trigger: Option<Trigger>,
-    webhook: &Webhook,
-) -> Result<EventInput, String> {
-    match file {
-        Some(path) => {
-            let bytes =
-                std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            let event = event::decode(&bytes, None)
-                .map_err(|e| format!("{}: not an access-request event: {e}", path.display()))?;
-            Ok(EventInput {
-                event,
-                source: path.display().to_string(),
-            })
-        }
-        None => {
-            let trigger = trigger
-                .or_else(|| webhook.triggers.first().copied())
-                .unwrap_or(Trigger::RequestApproved);
-            let bytes = event::sample(trigger).to_string();
-            let event = event::decode(bytes.as_bytes(), None)
-                .map_err(|e| format!("the built-in sample does not decode: {e}"))?;
-            Ok(EventInput {
-                event,
-                source: format!("built-in sample {trigger}"),
-            })
-        }
-    }
-}
-
-/// The webhook named `name`, or a message listing the ones there are.
-pub fn find_webhook<'a>(config: &'a Config, name: &str) -> Result<&'a Arc<Webhook>, String> {
-    config.webhook(name).ok_or_else(|| {
-        let names: Vec<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
-        format!(
-            "no webhook is called `{name}`; the config has: {}",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        )
-    })
-}
-
 #[derive(serde::Serialize)]
 struct Rendered<'a> {
     webhook: &'a str,
@@ -90,12 +28,22 @@ struct Rendered<'a> {
     event_id: &'a str,
     event_source: &'a str,
     matches: bool,
-    mismatch: Option<String>,
+    mismatch: Option<&'a str>,
     method: &'a str,
     url: &'a str,
-    headers: Vec<(String, String)>,
+    headers: &'a [(String, String)],
     body: Option<&'a str>,
-    render_error: Option<String>,
+    render_error: Option<&'a str>,
+}
+
+/// What `render` shows for a webhook and an event.
+struct Preview {
+    /// Why `run` would not send the event, if it would not.
+    mismatch: Option<String>,
+    /// The request's headers, secret values masked.
+    headers: Vec<(String, String)>,
+    /// The rendered body, or why it did not render (scrubbed of secrets).
+    body: Result<String, String>,
 }
 
 /// Why `run` would not send `event` to `webhook`, or `None` when it would. For an inactive
@@ -115,59 +63,65 @@ fn mismatch(webhook: &Webhook, event: &Event) -> Option<String> {
 
 /// Runs `render`; returns the exit code.
 pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
-    let style = Style::detect();
-    let webhook = match find_webhook(config, &args.name) {
-        Ok(w) => w,
-        Err(e) => return super::usage_error(&e),
+    let target = match Target::resolve(config, &args.name, args.event.as_deref(), args.trigger) {
+        Ok(target) => target,
+        Err(code) => return code,
     };
-    let input = match event_input(args.event.as_deref(), args.trigger, webhook) {
-        Ok(input) => input,
-        Err(e) => return super::usage_error(&e),
+    let event = &target.input.event;
+    let body = target
+        .webhook
+        .template
+        .render(&event.raw)
+        .map_err(|e| config.redactor.scrub(&e.to_string()));
+    let preview = Preview {
+        mismatch: mismatch(target.webhook, event),
+        headers: target
+            .request(body.clone().unwrap_or_default())
+            .shown_headers(),
+        body,
     };
-    let event = &input.event;
-    let mismatch = mismatch(webhook, event);
-    let rendered = webhook.template.render(&event.raw);
-    let (body, render_error) = match &rendered {
-        Ok(body) => (Some(body.as_str()), None),
-        Err(e) => (None, Some(config.redactor.scrub(&e.to_string()))),
-    };
-    let request = DeliveryRequest {
-        webhook: Arc::clone(webhook),
-        event_id: event.id.clone(),
-        body: body.unwrap_or_default().to_string().into(),
-        prior: None,
-        batch_size: None,
-    };
-    let headers = request.shown_headers();
     if json {
-        print_json(&Rendered {
+        print_json(&preview.json(&target));
+    } else {
+        preview.print_text(&target, &Style::detect());
+    }
+    super::exit_code(preview.body.is_ok())
+}
+
+impl Preview {
+    fn json<'a>(&'a self, target: &'a Target) -> Rendered<'a> {
+        let webhook = target.webhook;
+        Rendered {
             webhook: &webhook.name,
             active: webhook.is_active(),
-            event_id: &event.id.0,
-            event_source: &input.source,
-            matches: mismatch.is_none(),
-            mismatch: mismatch.clone(),
+            event_id: &target.input.event.id.0,
+            event_source: &target.input.source,
+            matches: self.mismatch.is_none(),
+            mismatch: self.mismatch.as_deref(),
             method: webhook.method.as_str(),
             url: webhook.url.redacted(),
-            headers,
-            body,
-            render_error: render_error.clone(),
-        });
-    } else {
+            headers: &self.headers,
+            body: self.body.as_deref().ok(),
+            render_error: self.body.as_ref().err().map(String::as_str),
+        }
+    }
+
+    fn print_text(&self, target: &Target, style: &Style) {
+        let webhook = target.webhook;
         println!(
             "{}  {}  {}  ({})",
             style.bold("webhook"),
             webhook.name,
-            super::status_dot(&style, webhook),
+            super::status_dot(style, webhook),
             webhook.source.display()
         );
         println!(
             "{}    {}  ({})",
             style.bold("event"),
-            event.id,
-            input.source
+            target.input.event.id,
+            target.input.source
         );
-        match &mismatch {
+        match &self.mismatch {
             None => println!(
                 "{}    {}",
                 style.bold("match"),
@@ -185,26 +139,20 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
             webhook.method,
             webhook.url.redacted()
         );
-        for (i, (name, value)) in headers.iter().enumerate() {
+        for (i, (name, value)) in self.headers.iter().enumerate() {
             let label = if i == 0 { "headers" } else { "" };
             println!("{}{name}: {value}", style.bold(&format!("{label:<9}")));
         }
-        match (body, &render_error) {
-            (Some(body), _) => {
+        match &self.body {
+            Ok(body) => {
                 println!("{}", style.bold("body"));
                 println!("{body}");
             }
-            (None, Some(e)) => println!(
+            Err(e) => println!(
                 "{}     {}",
                 style.bold("body"),
                 style.bad(&format!("render failed: {e}"))
             ),
-            (None, None) => {}
         }
-    }
-    if render_error.is_some() {
-        super::EXIT_FAILED
-    } else {
-        super::EXIT_OK
     }
 }

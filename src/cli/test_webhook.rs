@@ -3,14 +3,13 @@
 //! request, response, latency, and a troubleshooting hint when it fails.
 
 use super::output::{Style, print_json, truncate};
-use super::render::{event_input, find_webhook, parse_trigger};
-use crate::config::Config;
+use super::target::{Target, parse_trigger};
+use crate::config::{Config, Webhook};
 use crate::model::event::Trigger;
 use crate::pipeline::delivery::{
-    Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, Verdict,
+    Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, ResponseInfo, Verdict,
 };
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Options of `test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -101,7 +100,7 @@ struct RequestData<'a> {
     method: &'a str,
     url: &'a str,
     headers: Vec<(String, String)>,
-    body: &'a str,
+    body: std::borrow::Cow<'a, str>,
 }
 
 #[derive(serde::Serialize)]
@@ -119,48 +118,69 @@ struct AttemptData {
 /// Runs `test`; returns the exit code.
 pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
     let style = Style::detect();
-    let webhook = match find_webhook(config, &args.name) {
-        Ok(w) => w,
-        Err(e) => return super::usage_error(&e),
+    let target = match Target::resolve(config, &args.name, args.event.as_deref(), args.trigger) {
+        Ok(target) => target,
+        Err(code) => return code,
     };
-    let input = match event_input(args.event.as_deref(), args.trigger, webhook) {
-        Ok(input) => input,
-        Err(e) => return super::usage_error(&e),
-    };
-    let body = match webhook.template.render(&input.event.raw) {
+    let body = match target.webhook.template.render(&target.input.event.raw) {
         Ok(body) => body,
-        Err(e) => {
-            let e = config.redactor.scrub(&e.to_string());
-            if json {
-                print_json(&serde_json::json!({"success": false, "render_error": e}));
-            } else {
-                println!(
-                    "{}: the body does not render: {e}",
-                    style.bad("Test failed")
-                );
-            }
-            return super::EXIT_FAILED;
-        }
+        Err(e) => return render_failed(&config.redactor.scrub(&e.to_string()), json, &style),
     };
     let deliverer = match Deliverer::new(config) {
         Ok(d) => d,
         Err(e) => return super::usage_error(&e.to_string()),
     };
-    let request = DeliveryRequest {
-        webhook: Arc::clone(webhook),
-        event_id: input.event.id.clone(),
-        body: body.into(),
-        prior: None,
-        batch_size: None,
+    let request = target.request(body);
+    let attempts = send(&deliverer, &request, args.retries).await;
+    let Some(last) = attempts.last() else {
+        return super::EXIT_FAILED;
     };
+    let success = last.verdict == Verdict::Success;
+    let test = Test {
+        config,
+        source: &target.input.source,
+        request: &request,
+        attempts: &attempts,
+        success,
+        hint: if success {
+            None
+        } else {
+            last.failure().map(hint)
+        },
+    };
+    if json {
+        print_json(&test.json());
+    } else {
+        test.print_text(&style);
+    }
+    super::exit_code(success)
+}
+
+/// Reports a body that does not render (`error` already scrubbed); returns the exit code.
+fn render_failed(error: &str, json: bool, style: &Style) -> u8 {
+    if json {
+        print_json(&serde_json::json!({"success": false, "render_error": error}));
+    } else {
+        println!(
+            "{}: the body does not render: {error}",
+            style.bad("Test failed")
+        );
+    }
+    super::EXIT_FAILED
+}
+
+/// Sends `request` once, then again after each retryable failure, up to `retries` times, with
+/// the webhook's backoff (a `Retry-After` capped at its `max_backoff`). Returns every attempt.
+async fn send(deliverer: &Deliverer, request: &DeliveryRequest, retries: u32) -> Vec<Attempt> {
+    let webhook: &Webhook = &request.webhook;
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut delays = Backoff::new(&crate::config::DeliverySettings {
-        max_attempts: args.retries.saturating_add(1),
+        max_attempts: retries.saturating_add(1),
         ..webhook.delivery
     });
     loop {
         let attempt = deliverer
-            .send_once(&request, attempts.len() as u32 + 1)
+            .send_once(request, attempts.len() as u32 + 1)
             .await;
         let verdict = attempt.verdict;
         attempts.push(attempt);
@@ -171,61 +191,126 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
         let delay = retry_after.map_or(delay, |d| d.min(webhook.delivery.max_backoff));
         tokio::time::sleep(delay).await;
     }
-    let Some(last) = attempts.last() else {
-        return super::EXIT_FAILED;
-    };
-    let success = last.verdict == Verdict::Success;
-    let hint = if success {
-        None
-    } else {
-        last.failure().map(hint)
-    };
-    if json {
-        print_json(&Invocation {
-            success,
+    attempts
+}
+
+/// What a test did, to print.
+struct Test<'a> {
+    config: &'a Config,
+    /// Where the event came from.
+    source: &'a str,
+    request: &'a DeliveryRequest,
+    /// At least one.
+    attempts: &'a [Attempt],
+    success: bool,
+    hint: Option<&'static str>,
+}
+
+impl Test<'_> {
+    fn json(&self) -> Invocation<'_> {
+        let webhook = &self.request.webhook;
+        Invocation {
+            success: self.success,
             webhook: &webhook.name,
-            event_id: &input.event.id.0,
-            event_source: &input.source,
+            event_id: &self.request.event_id.0,
+            event_source: self.source,
             request: RequestData {
                 method: webhook.method.as_str(),
                 url: webhook.url.redacted(),
-                headers: request.shown_headers(),
-                body: &request.body_text(),
+                headers: self.request.shown_headers(),
+                body: self.request.body_text(),
             },
-            attempts: attempts
-                .iter()
-                .map(|a| AttemptData {
-                    number: a.number,
-                    latency_ms: a.latency.as_millis(),
-                    status: a.response.as_ref().map(|r| r.status),
-                    response_headers: a
-                        .response
-                        .as_ref()
-                        .map(|r| scrub_headers(config, &r.headers))
-                        .unwrap_or_default(),
-                    response_body: a.response.as_ref().map(|r| config.redactor.scrub(&r.body)),
-                    response_body_truncated: a.response.as_ref().is_some_and(|r| r.truncated),
-                    error: a.error.as_ref().map(ToString::to_string),
-                    failure: a.failure().map(|f| f.to_string()),
-                })
-                .collect(),
-            hint,
-        });
-    } else {
-        print_invocation(
-            &style,
-            config,
-            &request,
-            &input.source,
-            &attempts,
-            success,
-            hint,
-        );
+            attempts: self.attempts.iter().map(|a| self.attempt_data(a)).collect(),
+            hint: self.hint,
+        }
     }
-    if success {
-        super::EXIT_OK
-    } else {
-        super::EXIT_FAILED
+
+    fn attempt_data(&self, attempt: &Attempt) -> AttemptData {
+        let response = attempt.response.as_ref();
+        AttemptData {
+            number: attempt.number,
+            latency_ms: attempt.latency.as_millis(),
+            status: response.map(|r| r.status),
+            response_headers: response
+                .map(|r| scrub_headers(self.config, &r.headers))
+                .unwrap_or_default(),
+            response_body: response.map(|r| self.config.redactor.scrub(&r.body)),
+            response_body_truncated: response.is_some_and(|r| r.truncated),
+            error: attempt.error.as_ref().map(ToString::to_string),
+            failure: attempt.failure().map(|f| f.to_string()),
+        }
+    }
+
+    fn print_text(&self, style: &Style) {
+        let request = self.request;
+        let webhook = &request.webhook;
+        if self.success {
+            println!("{}", style.good("Test successful"));
+        } else {
+            println!("{}", style.bad("Test failed"));
+        }
+        println!();
+        println!("{}", style.bold("Invocation data"));
+        println!("  webhook    {} ({})", webhook.name, self.source);
+        println!("  event id   {}", request.event_id);
+        println!("{}", style.bold("Request"));
+        println!("  {} {}", webhook.method, webhook.url.redacted());
+        for (name, value) in request.shown_headers() {
+            println!("  {name}: {value}");
+        }
+        println!("  body: {}", request.body_text());
+        for attempt in self.attempts {
+            let title = if self.attempts.len() > 1 {
+                format!("Response (attempt {})", attempt.number)
+            } else {
+                "Response".to_string()
+            };
+            println!("{}", style.bold(&title));
+            match &attempt.response {
+                Some(response) => self.print_response(style, attempt, response),
+                None => {
+                    println!("  no response after {} ms", attempt.latency.as_millis());
+                    println!("  error      {}", truncate(&attempt.error_text(), 300));
+                }
+            }
+        }
+        if let Some(hint) = self.hint {
+            println!();
+            println!("{} {hint}", style.warn("hint:"));
+        }
+    }
+
+    fn print_response(&self, style: &Style, attempt: &Attempt, response: &ResponseInfo) {
+        let reason = reqwest::StatusCode::from_u16(response.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        let status = format!("{} {reason}", response.status);
+        let status = if (200..300).contains(&response.status) {
+            style.good(status.trim_end())
+        } else {
+            style.bad(status.trim_end())
+        };
+        println!("  status     {status}");
+        println!("  latency    {} ms", attempt.latency.as_millis());
+        for (name, value) in scrub_headers(self.config, &response.headers) {
+            println!("  {name}: {value}");
+        }
+        let body = self.config.redactor.scrub(&response.body);
+        if body.is_empty() {
+            println!("  body: {}", style.dim("(empty)"));
+        } else {
+            println!("  body: {body}");
+        }
+        if response.truncated {
+            println!(
+                "  {}",
+                style.dim(&format!(
+                    "(body truncated to its first {} bytes)",
+                    crate::pipeline::delivery::RESPONSE_BODY_LIMIT
+                ))
+            );
+        }
     }
 }
 
@@ -243,81 +328,4 @@ fn scrub_headers(config: &Config, headers: &[(String, String)]) -> Vec<(String, 
             (config.redactor.scrub(name), value)
         })
         .collect()
-}
-
-fn print_invocation(
-    style: &Style,
-    config: &Config,
-    request: &DeliveryRequest,
-    source: &str,
-    attempts: &[Attempt],
-    success: bool,
-    hint: Option<&str>,
-) {
-    let webhook = &request.webhook;
-    if success {
-        println!("{}", style.good("Test successful"));
-    } else {
-        println!("{}", style.bad("Test failed"));
-    }
-    println!();
-    println!("{}", style.bold("Invocation data"));
-    println!("  webhook    {} ({})", webhook.name, source);
-    println!("  event id   {}", request.event_id);
-    println!("{}", style.bold("Request"));
-    println!("  {} {}", webhook.method, webhook.url.redacted());
-    for (name, value) in request.shown_headers() {
-        println!("  {name}: {value}");
-    }
-    println!("  body: {}", request.body_text());
-    for attempt in attempts {
-        let title = if attempts.len() > 1 {
-            format!("Response (attempt {})", attempt.number)
-        } else {
-            "Response".to_string()
-        };
-        println!("{}", style.bold(&title));
-        match &attempt.response {
-            Some(response) => {
-                let reason = reqwest::StatusCode::from_u16(response.status)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("");
-                let status = format!("{} {reason}", response.status);
-                let status = if (200..300).contains(&response.status) {
-                    style.good(status.trim_end())
-                } else {
-                    style.bad(status.trim_end())
-                };
-                println!("  status     {status}");
-                println!("  latency    {} ms", attempt.latency.as_millis());
-                for (name, value) in scrub_headers(config, &response.headers) {
-                    println!("  {name}: {value}");
-                }
-                let body = config.redactor.scrub(&response.body);
-                if body.is_empty() {
-                    println!("  body: {}", style.dim("(empty)"));
-                } else {
-                    println!("  body: {body}");
-                }
-                if response.truncated {
-                    println!(
-                        "  {}",
-                        style.dim(&format!(
-                            "(body truncated to its first {} bytes)",
-                            crate::pipeline::delivery::RESPONSE_BODY_LIMIT
-                        ))
-                    );
-                }
-            }
-            None => {
-                println!("  no response after {} ms", attempt.latency.as_millis());
-                println!("  error      {}", truncate(&attempt.error_text(), 300));
-            }
-        }
-    }
-    if let Some(hint) = hint {
-        println!();
-        println!("{} {hint}", style.warn("hint:"));
-    }
 }

@@ -4,8 +4,8 @@
 //! per trigger, prints each body as the listener received it, shows a failure landing in the
 //! dead-letter queue with its headers, then deletes its queues. Nothing leaves the machine.
 
-use crate::broker::Broker;
 use crate::broker::dead_letter::DeadLetterInfo;
+use crate::broker::{Broker, Inbound};
 use crate::config::{self, Env};
 use crate::devtools::local_logzio::{LocalLogzio, Received};
 use crate::model::event::{self, Trigger};
@@ -79,21 +79,7 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
     ]);
     let config = Arc::new(config::load(dir.path(), &env).map_err(|e| e.to_string())?);
 
-    println!("webhook-relay demo");
-    println!("  broker    {}", config.amqp.url_redacted);
-    println!(
-        "  listener  https://127.0.0.1:{} (a local stand-in for Logz.io, throwaway certificate)",
-        listener.port()
-    );
-    println!(
-        "  queues    {} and {} (deleted at the end)",
-        config.amqp.queue, config.amqp.dead_letter_queue
-    );
-    println!(
-        "  webhooks  logzio-audit (the shipped config/webhooks/logzio.toml, every trigger)\n            \
-         logzio-wrong-token (RequestFailed only, with a wrong token: it will be dead-lettered)"
-    );
-    println!();
+    print_intro(&config, &listener);
 
     let admin = Broker::connect(&config.amqp, &config.redactor)
         .await
@@ -134,6 +120,25 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
         metrics.dead_lettered()
     );
     Ok(())
+}
+
+/// What the demo is about to use.
+fn print_intro(config: &config::Config, listener: &LocalLogzio) {
+    println!("webhook-relay demo");
+    println!("  broker    {}", config.amqp.url_redacted);
+    println!(
+        "  listener  https://127.0.0.1:{} (a local stand-in for Logz.io, throwaway certificate)",
+        listener.port()
+    );
+    println!(
+        "  queues    {} and {} (deleted at the end)",
+        config.amqp.queue, config.amqp.dead_letter_queue
+    );
+    println!(
+        "  webhooks  logzio-audit (the shipped config/webhooks/logzio.toml, every trigger)\n            \
+         logzio-wrong-token (RequestFailed only, with a wrong token: it will be dead-lettered)"
+    );
+    println!();
 }
 
 fn write_config(dir: &Path, listener: &LocalLogzio, prefix: &str) -> Result<(), String> {
@@ -193,12 +198,23 @@ body_template = '{{"message": "{{{{ event_type }}}} {{{{ data.friendly_id }}}}",
     std::fs::write(dir.join("webhooks/wrong-token.toml"), wrong).map_err(io)
 }
 
+/// Publishes one sample per trigger, shows each as the listener received it, then the dead
+/// letter of the webhook with the wrong token. Fails when anything is missing by `timeout`.
 async fn publish_and_show(
     admin: &Broker,
     config: &config::Config,
     listener: &LocalLogzio,
     timeout: Duration,
 ) -> Result<(), String> {
+    publish_samples(admin, config).await?;
+    let deadline = Instant::now() + timeout;
+    show_deliveries(listener, timeout).await?;
+    let letter = wait_for_dead_letter(admin, config, deadline).await?;
+    show_dead_letter(config, &letter);
+    Ok(())
+}
+
+async fn publish_samples(admin: &Broker, config: &config::Config) -> Result<(), String> {
     let publisher = admin.publisher();
     for trigger in Trigger::ALL {
         let body = event::sample(trigger).to_string();
@@ -220,8 +236,11 @@ async fn publish_and_show(
          (confirmed by the broker).\n",
         Trigger::ALL.len()
     );
+    Ok(())
+}
 
-    let deadline = Instant::now() + timeout;
+/// Waits for one accepted line per trigger and prints every request the listener accepted.
+async fn show_deliveries(listener: &LocalLogzio, timeout: Duration) -> Result<(), String> {
     let expected = Trigger::ALL.len();
     let received = listener.wait_for_accepted(expected, timeout).await;
     let requests = listener.requests();
@@ -236,20 +255,31 @@ async fn publish_and_show(
             timeout.as_secs()
         ));
     }
+    Ok(())
+}
 
-    let letter = loop {
+/// Takes the first dead letter off the queue, polling until `deadline`.
+async fn wait_for_dead_letter(
+    admin: &Broker,
+    config: &config::Config,
+    deadline: Instant,
+) -> Result<Inbound, String> {
+    loop {
         if let Some(letter) = admin
             .fetch(&config.amqp.dead_letter_queue)
             .await
             .map_err(|e| e.to_string())?
         {
-            break letter;
+            return Ok(letter);
         }
         if Instant::now() >= deadline {
             return Err("the expected dead letter did not arrive".into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+}
+
+fn show_dead_letter(config: &config::Config, letter: &Inbound) {
     let info = DeadLetterInfo::from_properties(&letter.properties);
     println!(
         "One failure, as designed: logzio-wrong-token was answered 401, a permanent error, so \
@@ -276,7 +306,6 @@ async fn publish_and_show(
         "  body                 the original event, unchanged ({} bytes)\n",
         letter.body.len()
     );
-    Ok(())
 }
 
 fn show_request(n: usize, of: usize, request: &Received) -> String {
