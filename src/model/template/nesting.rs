@@ -168,6 +168,25 @@ const TAIL_KEPT: usize = 8;
 /// What the problems say to do instead of a construct the analysis cannot follow.
 const WRITE_IN_PLACE: &str = "write the text in place";
 
+/// Why a tag the depth analysis cannot follow is refused.
+fn unsupported(element: &TemplateElement) -> String {
+    match element {
+        TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => format!(
+            "partials (`{{{{> name}}}}`, `{{{{#> name}}}}`) are not supported: their \
+             text is written somewhere else than where it stands, so its JSON \
+             string depth cannot be known; {WRITE_IN_PLACE}"
+        ),
+        TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => format!(
+            "inline partials (`{{{{#*inline}}}}`) and decorators are not supported: \
+             their text is written somewhere else than where it stands, so its JSON \
+             string depth cannot be known; {WRITE_IN_PLACE}"
+        ),
+        // A construct of a later handlebars version: refused until it is understood.
+        _ => "this kind of tag is not supported: its effect on the JSON string depth is unknown"
+            .to_owned(),
+    }
+}
+
 impl Walker {
     /// Walks the elements of one (sub)template. `scope` counts the enclosing `#each`/`#with`.
     /// `block` is the enclosing block's position (`None` for the whole template): a branch of
@@ -196,84 +215,18 @@ impl Walker {
                     self.lexer.feed(text);
                 }
                 TemplateElement::Comment(_) => {}
-                TemplateElement::Expression(ht) | TemplateElement::HtmlExpression(ht) => {
-                    check_helpers(ht).map_err(at)?;
-                    self.before_tag().map_err(at)?;
-                    self.collect_helper_template(ht, scope);
-                    let depth = self.lexer.depth();
-                    self.lexer.interrupt();
-                    let is_raw = matches!(element, TemplateElement::HtmlExpression(_));
-                    if is_raw && depth > 0 {
-                        return Err(at(format!(
-                            "`{{{{{{ }}}}}}` (or `{{{{& }}}}`) inside a JSON string (depth {depth}) \
-                             writes the value unescaped, so a quote in it would end the string; \
-                             use `{{{{ }}}}`"
-                        )));
-                    }
-                    self.analysis.mustaches.push(Mustache {
-                        line: line.unwrap_or(0),
-                        column: column.unwrap_or(0),
-                        depth,
-                        raw: is_raw,
-                    });
-                    if let TemplateElement::Expression(ht) = element {
-                        rewrite(ht, depth);
-                    }
+                TemplateElement::Expression(ht) => {
+                    self.expression(ht, false, scope, (line, column))
+                        .map_err(at)?;
+                }
+                TemplateElement::HtmlExpression(ht) => {
+                    self.expression(ht, true, scope, (line, column))
+                        .map_err(at)?;
                 }
                 TemplateElement::HelperBlock(ht) => {
-                    check_helpers(ht).map_err(at)?;
-                    self.before_tag().map_err(at)?;
-                    self.collect_helper_template(ht, scope);
-                    self.lexer.interrupt();
-                    let name = ht.name.as_name().unwrap_or("block").to_owned();
-                    let inner_scope = if SCOPING_HELPERS.contains(&name.as_str()) {
-                        scope + 1
-                    } else {
-                        scope
-                    };
-                    // `raw` writes its body exactly once: it need not balance.
-                    let must_balance = name != "raw";
-                    let start = self.lexer.depth();
-                    let branches = [(ht.template.as_mut(), inner_scope, "body")]
-                        .into_iter()
-                        .chain([(ht.inverse.as_mut(), scope, "`{{else}}` branch")]);
-                    for (branch, branch_scope, what) in branches {
-                        let Some(branch) = branch else { continue };
-                        self.template(branch, branch_scope, Some((line, column)))?;
-                        let ended = self.lexer.depth();
-                        if must_balance && ended != start {
-                            return Err(at(format!(
-                                "the quotes inside `{{{{#{name}}}}}` do not balance: the block \
-                                 starts at JSON string depth {start} and its {what} ends at depth \
-                                 {ended}; every branch of a block must end at the depth it \
-                                 started at"
-                            )));
-                        }
-                    }
-                    self.lexer.interrupt();
+                    self.block(ht, scope, (line, column))?;
                 }
-                TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
-                    return Err(at(format!(
-                        "partials (`{{{{> name}}}}`, `{{{{#> name}}}}`) are not supported: their \
-                         text is written somewhere else than where it stands, so its JSON \
-                         string depth cannot be known; {WRITE_IN_PLACE}"
-                    )));
-                }
-                TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
-                    return Err(at(format!(
-                        "inline partials (`{{{{#*inline}}}}`) and decorators are not supported: \
-                         their text is written somewhere else than where it stands, so its JSON \
-                         string depth cannot be known; {WRITE_IN_PLACE}"
-                    )));
-                }
-                // A construct of a later handlebars version: refused until it is understood.
-                _ => {
-                    return Err(at(
-                        "this kind of tag is not supported: its effect on the JSON string depth \
-                         is unknown"
-                            .to_owned(),
-                    ));
-                }
+                other => return Err(at(unsupported(other))),
             }
         }
         if block.is_none() {
@@ -284,6 +237,85 @@ impl Walker {
             column: end.1,
             message,
         })
+    }
+
+    /// One `{{ }}` (or, `raw`, `{{{ }}}`/`{{& }}`): recorded with its JSON string depth and,
+    /// for an escaped one, rewritten to escape once per level. A raw one inside a string is
+    /// refused: a quote in its value would end the string.
+    fn expression(
+        &mut self,
+        ht: &mut HelperTemplate,
+        raw: bool,
+        scope: usize,
+        (line, column): (Option<usize>, Option<usize>),
+    ) -> Result<(), String> {
+        check_helpers(ht)?;
+        self.before_tag()?;
+        self.collect_helper_template(ht, scope);
+        let depth = self.lexer.depth();
+        self.lexer.interrupt();
+        if raw && depth > 0 {
+            return Err(format!(
+                "`{{{{{{ }}}}}}` (or `{{{{& }}}}`) inside a JSON string (depth {depth}) \
+                 writes the value unescaped, so a quote in it would end the string; \
+                 use `{{{{ }}}}`"
+            ));
+        }
+        self.analysis.mustaches.push(Mustache {
+            line: line.unwrap_or(0),
+            column: column.unwrap_or(0),
+            depth,
+            raw,
+        });
+        if !raw {
+            rewrite(ht, depth);
+        }
+        Ok(())
+    }
+
+    /// A block (`{{#if}}`, `{{#each}}`, …): every branch is walked and must end at the JSON
+    /// string depth the block started at (`raw` writes its body once and need not balance).
+    fn block(
+        &mut self,
+        ht: &mut HelperTemplate,
+        scope: usize,
+        (line, column): (Option<usize>, Option<usize>),
+    ) -> Result<(), Problem> {
+        let at = |message: String| Problem {
+            line,
+            column,
+            message,
+        };
+        check_helpers(ht).map_err(at)?;
+        self.before_tag().map_err(at)?;
+        self.collect_helper_template(ht, scope);
+        self.lexer.interrupt();
+        let name = ht.name.as_name().unwrap_or("block").to_owned();
+        let inner_scope = if SCOPING_HELPERS.contains(&name.as_str()) {
+            scope + 1
+        } else {
+            scope
+        };
+        let must_balance = name != "raw";
+        let start = self.lexer.depth();
+        let branches = [(ht.template.as_mut(), inner_scope, "body")]
+            .into_iter()
+            .chain([(ht.inverse.as_mut(), scope, "`{{else}}` branch")]);
+        for (branch, branch_scope, what) in branches {
+            let Some(branch) = branch else { continue };
+            self.template(branch, branch_scope, Some((line, column)))?;
+            let ended = self.lexer.depth();
+            if must_balance && ended != start {
+                return Err(at(format!(
+                    "the quotes inside `{{{{#{name}}}}}` do not balance: the block \
+                     starts at JSON string depth {start} and its {what} ends at depth \
+                     {ended}; every branch of a block must end at the depth it \
+                     started at"
+                )));
+            }
+        }
+        self.lexer.interrupt();
+        Ok(())
     }
 
     /// Checks one piece of literal text (at `line`, `column`) for a unicode escape of `"` or
