@@ -56,9 +56,9 @@ use webhook_relay::pipeline::event::{self, Trigger};
 /// The release binary cargo built for this bench.
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_webhook-relay");
 /// The shipped worker settings; the bench changes only names, the CA file and the port.
-const SHIPPED_RELAY: &str = include_str!("../config/relay.toml");
+const SHIPPED_RELAY: &str = include_str!("../../config/relay.toml");
 /// The shipped Logz.io webhook, used as is except for its URL.
-const SHIPPED_WEBHOOK: &str = include_str!("../config/webhooks/logzio.toml");
+const SHIPPED_WEBHOOK: &str = include_str!("../../config/webhooks/logzio.toml");
 /// The URL in the shipped webhook.
 const SHIPPED_URL: &str = "https://listener.logz.io/?token=${LOGZIO_TOKEN}&type=apono";
 /// The end of the shipped body template, where the latency phase adds the sequence number.
