@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 
 /// Every phase `--phases` accepts.
-const PHASES: [&str; 4] = ["bare", "single", "batched", "latency"];
+const PHASES: [&str; 5] = ["bare", "single", "batched", "big", "latency"];
 
 #[derive(Debug, Clone)]
 pub struct Args {
     pub events: u64,
     pub rss_200k: bool,
     pub phases: Vec<String>,
+    /// Backlog of the big phase.
+    pub big_events: u64,
     pub latency_seconds: u64,
     pub latency_rate: u64,
     pub rust_log: String,
@@ -23,8 +25,10 @@ impl Args {
 usage: cargo bench --bench throughput -- [options]
   --events N            backlog per phase (default 50000)
   --rss-200k            also drain a 200,000-event backlog through the single phase (RSS check)
-  --phases LIST         comma-separated, from bare,single,batched,latency
-                        (default bare,single,batched,bare,latency)
+  --phases LIST         comma-separated, from bare,single,batched,big,latency
+                        (default bare,single,batched,bare,big,latency)
+  --big-events N        backlog of the big phase, events of ~450 kB each (default 300); big
+                        drains it twice, with the shipped amqp.memory_budget and with 4 GB
   --latency-seconds S   length of the steady-rate phase, warm-up second included (default 11)
   --rate R              events/s offered in the latency phase (default 1000)
   --rust-log FILTER     RUST_LOG of the worker (default warn)
@@ -36,9 +40,10 @@ usage: cargo bench --bench throughput -- [options]
         let mut args = Args {
             events: 50_000,
             rss_200k: false,
-            phases: ["bare", "single", "batched", "bare", "latency"]
+            phases: ["bare", "single", "batched", "bare", "big", "latency"]
                 .map(String::from)
                 .to_vec(),
+            big_events: 300,
             latency_seconds: 11,
             latency_rate: 1000,
             rust_log: "warn".into(),
@@ -55,6 +60,7 @@ usage: cargo bench --bench throughput -- [options]
                 "--events" => args.events = number(&value("--events")?)?,
                 "--rss-200k" => args.rss_200k = true,
                 "--phases" => args.phases = phases(&value("--phases")?)?,
+                "--big-events" => args.big_events = number(&value("--big-events")?)?,
                 "--latency-seconds" => args.latency_seconds = number(&value("--latency-seconds")?)?,
                 "--rate" => args.latency_rate = number(&value("--rate")?)?.max(1),
                 "--rust-log" => args.rust_log = value("--rust-log")?,
@@ -66,6 +72,9 @@ usage: cargo bench --bench throughput -- [options]
         }
         if args.events == 0 {
             return Err("--events must be at least 1".into());
+        }
+        if args.big_events == 0 {
+            return Err("--big-events must be at least 1".into());
         }
         Ok(args)
     }

@@ -2,7 +2,7 @@
 //! the worker's consumer, and deleting what the phases declared.
 
 use crate::proc::Worker;
-use crate::setup::{event_body, event_properties, trigger_of};
+use crate::setup::{event_properties, trigger_of};
 use crate::{STALL, Topologies, err, first_line};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -40,12 +40,14 @@ pub async fn connect_broker(config: &Config) -> Result<Broker, String> {
         .map_err(|e| format!("{e} (scripts/bench starts RabbitMQ)"))
 }
 
-/// Publishes `n` events to the phase's exchange with pipelined confirms (at most
-/// [`CONFIRM_WINDOW`] outstanding) and checks that the input queue holds them all.
+/// Publishes `n` events (`body(i)` for event `i`) to the phase's exchange with pipelined
+/// confirms (at most [`CONFIRM_WINDOW`] outstanding) and checks that the input queue holds
+/// them all.
 pub async fn preload(
     connection: &Connection,
     amqp: &AmqpSettings,
     n: u64,
+    body: fn(u64) -> Vec<u8>,
 ) -> Result<Duration, String> {
     let started = Instant::now();
     let channel = connection.create_channel().await.map_err(err)?;
@@ -67,7 +69,7 @@ pub async fn preload(
                 amqp.exchange.as_str().into(),
                 trigger_of(i).as_str().into(),
                 BasicPublishOptions::default(),
-                &event_body(i),
+                &body(i),
                 event_properties(),
             )
             .await

@@ -17,9 +17,17 @@
 //! - **batched**: the same webhook with `[webhook.batch] max_events = 200, max_bytes = "5MiB",
 //!   linger = "200ms"`; a batched request carries `x-relay-batch-size: N`, which the access log
 //!   records. Reported as not available when the build does not know the key.
-//! - **bare** again, then with `--rss-200k` **single** with a 200,000-event backlog.
+//! - **bare** again.
+//! - **big** (issue #9): 300 events of ~450 kB each (`data.justification` of 450,000
+//!   characters, which the seed template embeds whole: each request body is ~450 kB, under
+//!   Logz.io's 500,000-byte line), single as above with the shipped `amqp.memory_budget`,
+//!   then again with a budget of 4 GB (labelled so) to show what the budget saves. The
+//!   worker serves `/metrics` on a port of its own and polls its gauges every second there,
+//!   so the bench can report the most bytes of bodies it held at once. Not compared with
+//!   bare (other events).
+//! - with `--rss-200k`, **single** with a 200,000-event backlog.
 //! - **latency**: a steady rate (1,000 events/s for 10 s by default) published while the
-//!   worker runs, sink = the in-process [`LocalLogzio`], which records when each request
+//!   worker runs, sink = the in-process `LocalLogzio`, which records when each request
 //!   arrived; each event carries `data.custom_fields.seq` and the webhook's body carries it,
 //!   so received lines match published instants. The first second is warm-up.
 //!
@@ -31,12 +39,12 @@
 //!
 //! Everything waits with a bound: a stalled phase is reported and the run goes on. Workers and
 //! nginx are stopped and every queue and exchange deleted, also when a phase fails or panics.
-
 //!
 //! The modules: [`args`] (the command line), [`setup`] (the worker's config and the backlog's
 //! events), [`broker`] (RabbitMQ: pre-load, queue counts, clean-up), [`nginx`] (the sink and
 //! its access log), [`proc`] (the worker and `perf` processes, `/proc` readings),
-//! [`phases`] (bare, the worker drains, latency) and [`report`] (the tables).
+//! [`phases`] (bare, the worker drains: single, batched, big; latency) and [`report`] (the
+//! tables).
 
 mod args;
 mod broker;
@@ -192,7 +200,7 @@ impl Bench {
             .args
             .phases
             .iter()
-            .any(|p| p == "single" || p == "batched")
+            .any(|p| p == "single" || p == "batched" || p == "big")
             || self.args.rss_200k;
         if needs_nginx {
             self.start_nginx(&mut results);
@@ -232,7 +240,7 @@ impl Bench {
             }
             Err(e) => {
                 results.skipped.push(Skipped {
-                    phase: "single, batched".into(),
+                    phase: "single, batched, big".into(),
                     why: format!("nginx: {e}"),
                 });
             }
@@ -251,7 +259,8 @@ impl Bench {
         (prefix, dir)
     }
 
-    /// Writes and loads a phase's config and declares its topology (registered for deletion).
+    /// Writes and loads a phase's config (`keys`: its own settings in relay.toml) and declares
+    /// its topology (registered for deletion).
     async fn prepare(
         &mut self,
         dir: &Path,
@@ -259,8 +268,9 @@ impl Bench {
         port: u16,
         ca_pem: &str,
         webhook: &str,
+        keys: &[(&str, String)],
     ) -> Result<Result<Config, String>, String> {
-        write_config(dir, prefix, port, ca_pem, webhook)?;
+        write_config(dir, prefix, port, ca_pem, webhook, keys)?;
         let config = match config::load(dir, &self.env()) {
             Ok(config) => config,
             Err(e) => {

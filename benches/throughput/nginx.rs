@@ -1,7 +1,7 @@
 //! The HTTPS sink of the drain phases: nginx answering `200` on 127.0.0.1, and its access log,
 //! which counts the events answered.
 
-use crate::proc::signal;
+use crate::proc::{free_port, signal};
 use crate::{err, first_line};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -29,10 +29,7 @@ impl Nginx {
         std::fs::create_dir_all(&dir).map_err(err)?;
         std::fs::write(dir.join("cert.pem"), cert.cert_pem()).map_err(err)?;
         std::fs::write(dir.join("key.pem"), cert.key_pem()).map_err(err)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(err)?
-            .port();
+        let port = free_port()?;
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf(&dir, port)).map_err(err)?;
         let child = Command::new(&binary)

@@ -71,6 +71,25 @@ impl Worker {
         Some(kb * 1024)
     }
 
+    /// The worker's `/metrics` (its `[server] listen` on 127.0.0.1:`port`), within 5s.
+    pub async fn metrics(&self, port: u16) -> Result<String, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let get = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await?;
+            Ok::<_, std::io::Error>(response)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), get).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(format!("GET /metrics: {e}")),
+            Err(_) => Err("GET /metrics: no answer within 5s".into()),
+        }
+    }
+
     /// SIGTERM, wait up to 40s (the worker's grace is 30s), then SIGKILL. The exit code.
     pub async fn stop(&mut self) -> Option<i32> {
         if let Some(exit) = self.exited() {
@@ -115,6 +134,22 @@ pub fn signal(pid: u32, name: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// The value of an unlabelled Prometheus series in a `/metrics` text.
+pub fn gauge(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(err)
 }
 
 /// `utime + stime` of a `/proc/<pid>/stat` file.

@@ -16,6 +16,8 @@ pub struct Drain {
     pub peak_rss: Option<u64>,
     /// CPU of the consumer (the worker, or the bench process for bare) during the drain.
     pub cpu: Option<Duration>,
+    /// Compared with the bare drains (events of the same kind); not for big events.
+    pub versus_bare: bool,
     pub notes: Vec<String>,
 }
 
@@ -66,6 +68,12 @@ pub fn print_machine(args: &Args) {
             ""
         }
     );
+    if args.phases.iter().any(|p| p == "big") {
+        eprintln!(
+            "  big      {} events of ~450 kB, with the shipped memory budget and with 4 GB",
+            args.big_events
+        );
+    }
     eprintln!("  phases   {}", args.phases.join(", "));
 }
 
@@ -103,7 +111,8 @@ fn rows(drains: &[Drain]) -> Vec<[String; 8]> {
                 d.requests.map_or("-".into(), |r| r.to_string()),
                 format!("{:.2}", d.seconds),
                 format!("{:.0}", d.rate()),
-                bare.map_or("-".into(), |b| format!("{:.2}x", d.rate() / b)),
+                bare.filter(|_| d.versus_bare)
+                    .map_or("-".into(), |b| format!("{:.2}x", d.rate() / b)),
                 d.peak_rss.map_or("-".into(), mb),
                 cpu_per_1k(d.cpu, d.events),
             ]
@@ -192,9 +201,11 @@ pub fn markdown(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n<!-- cargo bench --bench throughput -- --events {}{} -->\n",
+        "\n<!-- cargo bench --bench throughput -- --events {}{} --phases {} --big-events {} -->\n",
         args.events,
-        if args.rss_200k { " --rss-200k" } else { "" }
+        if args.rss_200k { " --rss-200k" } else { "" },
+        args.phases.join(","),
+        args.big_events,
     );
     let _ = writeln!(out, "| {} |", HEADERS.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(HEADERS.len()));

@@ -5,6 +5,7 @@ use crate::err;
 use lapin::BasicProperties;
 use serde_json::Value;
 use std::path::Path;
+use webhook_relay::config::{Config, MAX_LINE_BYTES};
 use webhook_relay::pipeline::event::{self, Trigger};
 
 /// The shipped worker settings; the bench changes only names, the CA file and the port.
@@ -39,17 +40,18 @@ pub fn single_webhook(port: u16) -> String {
     )
 }
 
-/// Writes `dir/relay.toml` (the shipped one with the bench's names, CA and port),
-/// `dir/ca.pem` and `dir/webhooks/logzio.toml`.
+/// Writes `dir/relay.toml` (the shipped one with the bench's names, CA and port, and the
+/// phase's own `keys`), `dir/ca.pem` and `dir/webhooks/logzio.toml`.
 pub fn write_config(
     dir: &Path,
     prefix: &str,
     port: u16,
     ca_pem: &str,
     webhook: &str,
+    keys: &[(&str, String)],
 ) -> Result<(), String> {
     let mut relay = SHIPPED_RELAY.to_string();
-    for (key, value) in [
+    let bench_keys = [
         ("url", "\"${BENCH_AMQP_URL}\"".to_string()),
         ("exchange", format!("\"{prefix}\"")),
         ("queue", format!("\"{prefix}.in\"")),
@@ -57,8 +59,9 @@ pub fn write_config(
         ("prefetch", PREFETCH.to_string()),
         ("ca_file", "\"ca.pem\"".to_string()),
         ("allowed_ports", format!("[{port}]")),
-    ] {
-        relay = set_key(&relay, key, &value)?;
+    ];
+    for (key, value) in bench_keys.iter().chain(keys) {
+        relay = set_key(&relay, key, value)?;
     }
     std::fs::create_dir_all(dir.join("webhooks")).map_err(err)?;
     std::fs::write(dir.join("relay.toml"), relay).map_err(err)?;
@@ -97,13 +100,54 @@ pub fn trigger_of(i: u64) -> Trigger {
 /// Event number `i`: the built-in sample of a trigger (in turn), with its own `data.id`,
 /// `friendly_id`, `event_time` and `data.custom_fields.seq = i`.
 pub fn event_body(i: u64) -> Vec<u8> {
+    serde_json::to_vec(&event_value(i)).expect("event serialises")
+}
+
+fn event_value(i: u64) -> Value {
     let mut event = event::sample(trigger_of(i));
     event["event_time"] = Value::from(1_764_064_800.0 + i as f64 / 1000.0);
     let data = &mut event["data"];
     data["id"] = Value::from(format!("req-{i:010x}"));
     data["friendly_id"] = Value::from(format!("AR-{i}"));
     data["custom_fields"]["seq"] = Value::from(i);
+    event
+}
+
+/// Characters of `data.justification` in a big event: with the rest of the sample, and as
+/// the seed template embeds it, an event and its Logz.io line are about 451 kB, under the
+/// listener's 500,000-byte line (issue #9's report).
+pub const BIG_JUSTIFICATION: usize = 450_000;
+
+/// Event number `i` as [`event_body`] makes it, with a `data.justification` of
+/// [`BIG_JUSTIFICATION`] characters of plain text (nothing a template would escape).
+pub fn big_event_body(i: u64) -> Vec<u8> {
+    const WORDS: &str = "Need read access to the production billing database to investigate \
+                         the failed invoice run; ";
+    let mut justification = format!("AR-{i}: ");
+    while justification.len() < BIG_JUSTIFICATION {
+        justification.push_str(WORDS);
+    }
+    justification.truncate(BIG_JUSTIFICATION);
+    let mut event = event_value(i);
+    event["data"]["justification"] = Value::from(justification);
     serde_json::to_vec(&event).expect("event serialises")
+}
+
+/// The size of a big event and of the body the phase's first webhook renders from it, said
+/// against Logz.io's line limit.
+pub fn big_sizes(config: &Config) -> String {
+    let body = big_event_body(0);
+    let event: Value = serde_json::from_slice(&body).expect("a big event is JSON");
+    let rendered = config
+        .webhooks
+        .first()
+        .and_then(|w| w.template.render(&event).ok())
+        .map_or_else(|| "?".to_string(), |r| r.len().to_string());
+    format!(
+        "events of {} bytes, each rendered into a request body of {rendered} bytes \
+         (Logz.io's line limit: {MAX_LINE_BYTES})",
+        body.len()
+    )
 }
 
 pub fn event_properties() -> BasicProperties {

@@ -3,7 +3,7 @@
 use crate::broker::{connect, preload};
 use crate::proc::self_cpu;
 use crate::report::Drain;
-use crate::setup::{PREFETCH, single_webhook};
+use crate::setup::{PREFETCH, event_body, single_webhook};
 use crate::{Bench, STALL, err};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
@@ -18,11 +18,11 @@ impl Bench {
         let port = self.nginx.as_ref().map_or(443, |n| n.port);
         let ca = self.cert.ca_pem().to_string();
         let config = self
-            .prepare(&dir, &prefix, port, &ca, &single_webhook(port))
+            .prepare(&dir, &prefix, port, &ca, &single_webhook(port), &[])
             .await?
             .map_err(|e| format!("config: {e}"))?;
         let connection = connect(&self.args.amqp_url).await?;
-        let loaded = preload(&connection, &config.amqp, n).await?;
+        let loaded = preload(&connection, &config.amqp, n, event_body).await?;
         eprintln!("pre-loaded {n} events in {:.1}s", loaded.as_secs_f64());
 
         let channel = connection.create_channel().await.map_err(err)?;
@@ -71,6 +71,7 @@ impl Bench {
             seconds,
             peak_rss: None,
             cpu,
+            versus_bare: true,
             notes: vec!["CPU is the bench process (the consumer)".into()],
         })
     }

@@ -41,7 +41,7 @@ impl Bench {
             webhook.push_str(BATCH_TABLE);
         }
         let config = match self
-            .prepare(&dir, &prefix, sink.port(), sink.ca_pem(), &webhook)
+            .prepare(&dir, &prefix, sink.port(), sink.ca_pem(), &webhook, &[])
             .await?
         {
             Ok(config) => config,
@@ -105,7 +105,7 @@ impl Bench {
         let (prefix, dir) = self.next_phase("latency-bare");
         let ca = self.cert.ca_pem().to_string();
         let config = self
-            .prepare(&dir, &prefix, 443, &ca, &single_webhook(443))
+            .prepare(&dir, &prefix, 443, &ca, &single_webhook(443), &[])
             .await?
             .map_err(|e| format!("config: {e}"))?;
         let connection = connect(&self.args.amqp_url).await?;

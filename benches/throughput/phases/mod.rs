@@ -7,6 +7,11 @@ mod latency;
 use crate::Bench;
 use crate::broker::cleanup;
 use crate::report::{Drain, Latency, Skipped};
+use drain::DrainSpec;
+
+/// The `amqp.memory_budget` of the big phase's second drain: so large that the prefetch
+/// alone bounds what is in flight, as before the budget existed.
+const HUGE_BUDGET: u64 = 4_000_000_000;
 
 /// What a phase produced.
 pub enum Measured {
@@ -40,6 +45,10 @@ impl Bench {
                 if self.args.phases.iter().any(|p| p == "batched") {
                     phases.push(("latency-batched".into(), 0));
                 }
+            } else if phase == "big" {
+                // The default budget, then one so large that only the prefetch bounds it.
+                phases.push(("big".into(), self.args.big_events));
+                phases.push(("big-huge".into(), self.args.big_events));
             } else {
                 phases.push((phase.clone(), n));
             }
@@ -60,14 +69,14 @@ impl Bench {
     pub async fn phase(&mut self, phase: &str, events: u64) -> Result<Measured, String> {
         let result = match phase {
             "bare" => self.bare(events).await.map(Measured::Drain),
-            "single" => self
-                .worker_drain("single", events, false)
-                .await
-                .map(Measured::from),
-            "batched" => self
-                .worker_drain("batched", events, true)
-                .await
-                .map(Measured::from),
+            "single" | "batched" => {
+                let spec = self.small_drain(phase, events);
+                self.worker_drain(&spec).await.map(Measured::from)
+            }
+            "big" | "big-huge" => {
+                let spec = big_drain(phase == "big-huge", events);
+                self.worker_drain(&spec).await.map(Measured::from)
+            }
             "latency-bare" => self.latency_bare().await.map(Measured::Latency),
             "latency" => self.latency(false).await.map(Measured::from),
             "latency-batched" => self.latency(true).await.map(Measured::from),
@@ -77,5 +86,40 @@ impl Bench {
             eprintln!("cleanup after {phase}: {e}");
         }
         result
+    }
+
+    /// The single or batched drain of `events` sample events, labelled with its size when it
+    /// is not the `--events` backlog.
+    fn small_drain(&self, phase: &str, events: u64) -> DrainSpec {
+        let batched = phase == "batched";
+        let name = if batched { "batched" } else { "single" };
+        DrainSpec {
+            name,
+            label: if events == self.args.events {
+                name.to_string()
+            } else {
+                format!("{name} ({}k)", events / 1000)
+            },
+            events,
+            batched,
+            big: false,
+            memory_budget: None,
+        }
+    }
+}
+
+/// The big drain of `events` events of ~450 kB, with the shipped budget or [`HUGE_BUDGET`].
+fn big_drain(huge: bool, events: u64) -> DrainSpec {
+    DrainSpec {
+        name: if huge { "big-huge" } else { "big" },
+        label: if huge {
+            "big, budget 4 GB".into()
+        } else {
+            "big".into()
+        },
+        events,
+        batched: false,
+        big: true,
+        memory_budget: huge.then_some(HUGE_BUDGET),
     }
 }
