@@ -2,7 +2,7 @@
 //! the webhooks, render the body, with the shipped config (`config/relay.toml` and the seed's
 //! Logz.io webhook `config/webhooks/logzio.toml`) and the built-in sample events.
 //!
-//! `cargo bench --bench render`. The throughput benchmark (`benches/throughput.rs`) measures
+//! `cargo bench --bench render`. The throughput benchmark (`benches/throughput/`) measures
 //! the whole worker; this one guards the part of it that is pure computation, so a change that
 //! makes it slower shows up here first.
 
