@@ -21,8 +21,6 @@ pub struct Inbound {
     pub redelivered: bool,
     /// Acks, requeues or dead-letters it.
     pub handle: SettleHandle,
-    /// The body's bytes counted against the memory budget, released with the message.
-    _lease: Option<Lease>,
 }
 
 impl Inbound {
@@ -73,8 +71,8 @@ impl Settler {
                 acker: delivery.acker,
                 publisher: self.publisher.clone(),
                 topology: self.topology.clone(),
+                lease: std::sync::Mutex::new(lease),
             },
-            _lease: lease,
         }
     }
 }
@@ -107,4 +105,7 @@ pub struct SettleHandle {
     pub(super) acker: lapin::Acker,
     pub(super) publisher: Publisher,
     pub(super) topology: Arc<StoreTopology>,
+    /// The body's bytes counted against the memory budget: released when the broker is told
+    /// the message's fate (it may then send another in its place), or with the message.
+    pub(super) lease: std::sync::Mutex<Option<Lease>>,
 }

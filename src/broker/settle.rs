@@ -257,6 +257,7 @@ async fn ack(
     handle: &impl Handle,
     (delivered, dead_lettered, parked): (usize, usize, usize),
 ) -> Settled {
+    handle.release();
     match handle.ack().await {
         Ok(()) => Settled::Acked {
             delivered,
@@ -268,6 +269,7 @@ async fn ack(
 }
 
 async fn requeue(handle: &impl Handle, reason: &str) -> Settled {
+    handle.release();
     match handle.requeue().await {
         Ok(()) => Settled::Requeued {
             reason: reason.to_owned(),
@@ -391,6 +393,9 @@ trait Handle {
     ) -> Result<bool, AmqpError>;
     async fn ack(&self) -> Result<(), AmqpError>;
     async fn requeue(&self) -> Result<(), AmqpError>;
+    /// Gives the message's bytes back to the memory budget: called just before the ack or
+    /// nack, since the broker may send another message in its place as soon as it has it.
+    fn release(&self);
 }
 
 impl SettleHandle {
@@ -419,6 +424,13 @@ impl SettleHandle {
 }
 
 impl Handle for SettleHandle {
+    fn release(&self) {
+        self.lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+
     /// Publishes one dead letter to the dead-letter queue and waits for the confirm.
     async fn publish_dead_letter(
         &self,
@@ -590,6 +602,9 @@ mod tests {
         async fn ack(&self) -> Result<(), AmqpError> {
             self.lost("ack")
         }
+        fn release(&self) {
+            self.record("release");
+        }
         async fn requeue(&self) -> Result<(), AmqpError> {
             self.lost("nack")
         }
@@ -667,7 +682,7 @@ mod tests {
         })];
         let settled = run(&fake, outcomes(&id, &delivered), CancellationToken::new()).await;
         assert!(matches!(settled, Settled::Acked { delivered: 1, .. }));
-        assert_eq!(fake.calls(), ["ack", "ack"]);
+        assert_eq!(fake.calls(), ["release", "ack", "release", "ack"]);
     }
 
     #[tokio::test]
@@ -684,7 +699,7 @@ mod tests {
                 parked: 1
             }
         ));
-        assert_eq!(fake.calls(), ["dead letter", "park w", "ack"]);
+        assert_eq!(fake.calls(), ["dead letter", "park w", "release", "ack"]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -723,6 +738,7 @@ mod tests {
                 "dead letter",
                 "dead letter",
                 "dead letter",
+                "release",
                 "ack"
             ]
         );
@@ -743,6 +759,7 @@ mod tests {
                 "restore dead-letter queue",
                 "dead letter",
                 "park w",
+                "release",
                 "ack"
             ]
         );
@@ -812,7 +829,11 @@ mod tests {
                 parked: 0
             }
         ));
-        assert_eq!(fake.calls(), ["nack", "nack", "ack"]);
+        assert_eq!(
+            fake.calls(),
+            ["release", "nack", "release", "nack", "release", "ack"],
+            "the budget is released just before the broker is told"
+        );
     }
 
     #[tokio::test]
@@ -825,6 +846,6 @@ mod tests {
         }];
         let settled = run(&fake, outcomes(&id, &items), CancellationToken::new()).await;
         assert!(matches!(settled, Settled::Requeued { .. }));
-        assert_eq!(fake.calls(), ["nack"]);
+        assert_eq!(fake.calls(), ["release", "nack"]);
     }
 }
