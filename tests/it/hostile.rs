@@ -244,7 +244,8 @@ async fn reconnects_back_off_while_every_connection_dies_at_once() {
     let during = proxy.connection_count() - before;
     // reconnect_initial_backoff = 100ms, reconnect_max_backoff = 500ms in the harness: the
     // delays (with jitter) add up to 3 s after about 8 tries. A tight loop makes hundreds.
-    assert!(during >= 2, "it kept trying: {during}");
+    // (How few it makes is not asserted: a handshake cut half-way can hold one try until
+    // the connect timeout. That it comes back is, below.)
     assert!(during <= 20, "{during} connections in 3 s: no backoff");
     app.publish(&event("after-flapping")).await;
     assert_eq!(
