@@ -32,7 +32,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 /// Default `amqp.memory_budget`: bytes of message bodies in flight. A body in flight costs
 /// three to four times its size at its peak (the bytes, the parsed event while it renders,
 /// and each webhook's body on the wire, which the seed template makes about as large as the
-/// event), so 16 MiB holds a backlog of 450 kB events at about 85 MiB resident, inside the
+/// event), so 16 MiB holds a backlog of 450 kB events at about 72 MiB resident, inside the
 /// shipped 128 MiB pod limit with room for the rest of the process. Small events never reach
 /// it: 16 MiB is 4,096 of them, far over the default prefetch.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
