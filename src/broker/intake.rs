@@ -134,6 +134,11 @@ impl Intake {
         if !std::mem::take(&mut self.wants_adjust) || !self.is_consuming() {
             return Ok(());
         }
+        // The steady state (every message, at full window): nothing to plan.
+        let active: u32 = self.active.iter().map(|l| u32::from(l.prefetch)).sum();
+        if active == u32::from(self.window.current()) && self.draining.is_empty() {
+            return Ok(());
+        }
         self.apply_window().await
     }
 

@@ -193,10 +193,19 @@ impl Metrics {
             .increment(1);
     }
 
-    /// Counts one message settled: `acked`, `requeued` or `lost`.
-    pub fn record_settled(&self, result: &'static str) {
-        self.counter(SETTLED, vec![Label::new("result", result)])
-            .increment(1);
+    /// The counters every message touches, registered once (a lookup per message would put
+    /// a lock and an allocation on the hot path).
+    pub fn message_counters(&self) -> MessageCounters {
+        let settled =
+            |result: &'static str| self.counter(SETTLED, vec![Label::new("result", result)]);
+        MessageCounters {
+            consumed: self.counter(EVENTS_CONSUMED, vec![]),
+            retries_consumed: self.counter(RETRIES_CONSUMED, vec![]),
+            unmatched: self.counter(EVENTS_UNMATCHED, vec![]),
+            acked: settled("acked"),
+            requeued: settled("requeued"),
+            lost: settled("lost"),
+        }
     }
 
     /// The sum of every series of counter or gauge `name` whose labels include
@@ -287,6 +296,23 @@ impl Metrics {
         )
         .increment(1);
     }
+}
+
+/// The per-message counters of one worker.
+#[derive(Clone)]
+pub struct MessageCounters {
+    /// Messages taken from the input queue.
+    pub consumed: Counter,
+    /// Messages taken from retry queues.
+    pub retries_consumed: Counter,
+    /// Events that matched no webhook.
+    pub unmatched: Counter,
+    /// Messages acked.
+    pub acked: Counter,
+    /// Messages requeued.
+    pub requeued: Counter,
+    /// Messages whose channel went before they were settled.
+    pub lost: Counter,
 }
 
 /// The metric handles of one webhook.

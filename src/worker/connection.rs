@@ -116,11 +116,8 @@ impl<'a> Connection<'a> {
 
     /// Hands one input message to its own task, with the pipeline in force now.
     fn take(&self, inbound: Inbound) {
-        self.worker
-            .metrics
-            .counter(metrics::EVENTS_CONSUMED, vec![])
-            .increment(1);
         let pipeline = self.worker.current.borrow().clone();
+        pipeline.counters.consumed.increment(1);
         let message = Message::new(inbound, Source::Input, pipeline, self.token.clone());
         self.worker.tracker.spawn(message.process());
     }

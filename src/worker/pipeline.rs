@@ -6,7 +6,7 @@ use crate::broker::settle::{SettleContext, Settled, StoreHealth, WebhookOutcome}
 use crate::config::{Config, Webhook};
 use crate::model::event::{self, Event};
 use crate::model::template::RenderInput;
-use crate::ops::metrics::{self, Metrics, WebhookMetrics};
+use crate::ops::metrics::{MessageCounters, Metrics, WebhookMetrics};
 use crate::pipeline::batch::{self, Batchers, Line};
 use crate::pipeline::delivery::{Deliverer, DeliveryRequest};
 use crate::pipeline::outcome::{Failure, Outcome, Reason};
@@ -23,6 +23,8 @@ pub(super) struct Pipeline {
     batchers: Batchers,
     pub(super) metrics: Arc<Metrics>,
     pub(super) webhook_metrics: HashMap<String, WebhookMetrics>,
+    /// The counters every message touches, registered once.
+    pub(super) counters: MessageCounters,
     health: Arc<StoreHealth>,
 }
 
@@ -45,6 +47,7 @@ impl Pipeline {
             config,
             deliverer,
             batchers,
+            counters: metrics.message_counters(),
             metrics,
             webhook_metrics,
             health,
@@ -77,15 +80,15 @@ impl Pipeline {
         let id = event_id.map(|id| id.0.as_str());
         match settled {
             Settled::Acked { .. } => {
-                self.metrics.record_settled("acked");
+                self.counters.acked.increment(1);
                 self.record_outcomes(outcomes);
             }
             Settled::Requeued { reason } => {
-                self.metrics.record_settled("requeued");
+                self.counters.requeued.increment(1);
                 tracing::info!(event_id = id, %reason, "message requeued");
             }
             Settled::Lost(e) => {
-                self.metrics.record_settled("lost");
+                self.counters.lost.increment(1);
                 tracing::warn!(event_id = id, error = %e, "message not settled; the broker will redeliver it");
             }
         }
@@ -133,9 +136,7 @@ impl Pipeline {
             }
         }
         if hooks.is_empty() {
-            self.metrics
-                .counter(metrics::EVENTS_UNMATCHED, vec![])
-                .increment(1);
+            self.counters.unmatched.increment(1);
             tracing::info!(event_id = %event.id, event_type = %event.trigger, "event matched no webhook");
             return Vec::new();
         }

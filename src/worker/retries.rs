@@ -143,10 +143,7 @@ impl RetryConsumer {
                 next = self.intake.next() => match next {
                     Some(Ok(inbound)) => {
                         let pipeline = self.current.borrow().clone();
-                        pipeline
-                            .metrics
-                            .counter(crate::ops::metrics::RETRIES_CONSUMED, vec![])
-                            .increment(1);
+                        pipeline.counters.retries_consumed.increment(1);
                         let source = Source::Retry(self.webhook.clone());
                         let message =
                             Message::new(inbound, source, pipeline, self.connection.clone());
