@@ -28,6 +28,7 @@ use crate::broker::{AmqpError, topology};
 use crate::config::Webhook;
 use crate::model::event::EventId;
 use crate::pipeline::outcome::Outcome;
+use ::metrics::Counter;
 use backon::BackoffBuilder;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicNackOptions, QueueDeclareOptions};
@@ -99,16 +100,31 @@ pub enum Settled {
 
 /// How many messages are holding outcomes that could not be stored yet. Shared by every
 /// settle of one worker; the worker watches it to pause intake and report readiness.
-#[derive(Debug)]
 pub struct StoreHealth {
     held: watch::Sender<usize>,
+    /// Counts every store try the broker did not confirm.
+    failures: Counter,
+}
+
+impl std::fmt::Debug for StoreHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHealth")
+            .field("held", &*self.held.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreHealth {
-    /// Nothing held.
+    /// Nothing held; failed store tries are not counted anywhere.
     pub fn new() -> Arc<StoreHealth> {
+        StoreHealth::counted(Counter::noop())
+    }
+
+    /// Nothing held; every failed store try increments `failures`.
+    pub fn counted(failures: Counter) -> Arc<StoreHealth> {
         Arc::new(StoreHealth {
             held: watch::Sender::new(0),
+            failures,
         })
     }
 
@@ -345,6 +361,7 @@ async fn store_until_confirmed(
             }
             Err(e) => e,
         };
+        context.health.failures.increment(1);
         let delay = delays.next().unwrap_or(STORE_RETRY_MAX);
         if held.is_none() {
             held = Some(context.health.hold());

@@ -48,6 +48,8 @@ pub const IN_FLIGHT_BYTES_PEAK: &str = "relay_in_flight_bytes_peak";
 pub const PREFETCH: &str = "relay_prefetch";
 /// Messages holding outcomes that the broker has not confirmed yet (the store is failing).
 pub const STORE_HELD: &str = "relay_store_held_messages";
+/// Tries to store a dead letter or a parked delivery that the broker did not confirm.
+pub const STORE_FAILURES: &str = "relay_store_failures_total";
 /// Messages taken from webhooks' retry queues.
 pub const RETRIES_CONSUMED: &str = "relay_retries_consumed_total";
 /// Messages settled, by result: `acked`, `requeued`, or `lost` (the channel went first).
@@ -268,6 +270,11 @@ impl Metrics {
     /// Messages requeued.
     pub fn requeued(&self) -> u64 {
         self.total(SETTLED, Some(("result", "requeued")))
+    }
+
+    /// Store tries (dead letters, parks) the broker did not confirm.
+    pub fn store_failures(&self) -> u64 {
+        self.total(STORE_FAILURES, None)
     }
 
     /// Successful connections to the broker, the first included.

@@ -172,7 +172,7 @@ impl Worker {
         metrics: Arc<Metrics>,
     ) -> Result<Worker, WorkerError> {
         let deliverer = Deliverer::new(&config)?;
-        let health = StoreHealth::new();
+        let health = StoreHealth::counted(metrics.counter(metrics::STORE_FAILURES, vec![]));
         let pipeline = Pipeline::new(
             config.clone(),
             deliverer,

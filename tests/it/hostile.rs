@@ -403,7 +403,16 @@ async fn a_failing_dead_letter_store_pauses_intake_and_never_resends() {
     app.publish(&event("second")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(app.ready_count(&app.config.amqp.queue).await, 1, "paused");
-    // Deleted outright: still held.
+    // Deleted outright: still held. The broker confirms (acks) a publish that is in flight to
+    // a queue when that queue is deleted, as deleting a queue drops what it holds; so the
+    // delete waits for a failed try to be counted and runs in the backoff that follows it
+    // (by now at least 400 ms), never while a try is in flight.
+    let failures = app.count(Metrics::store_failures);
+    assert!(
+        app.wait_count(Metrics::store_failures, failures + 1, WAIT)
+            .await,
+        "the store is retried while it refuses"
+    );
     app.delete_dead_letter_queue().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
