@@ -1,6 +1,7 @@
 //! The connection: connecting (trying every configured URL in turn), declaring the topology,
 //! starting intakes on the input and retry queues, and closing.
 
+use super::acks::AckQueue;
 use super::flow::Budget;
 use super::inbound::Settler;
 use super::inbound::StoreTopology;
@@ -21,6 +22,8 @@ use std::sync::Arc;
 pub struct Broker {
     connection: Arc<Connection>,
     consume_channel: Channel,
+    /// The acks of `consume_channel`'s deliveries (input queue and `basic.get`).
+    consume_acks: AckQueue,
     publisher: Publisher,
     redactor: Redactor,
     topology: Arc<StoreTopology>,
@@ -105,6 +108,7 @@ impl Broker {
             publisher: Publisher::new(connection.clone(), publish_channel, redactor.clone()),
             connection,
             consume_channel,
+            consume_acks: AckQueue::spawn(),
             redactor: redactor.clone(),
             topology: Arc::new(StoreTopology {
                 dead_letter_queue: settings.dead_letter_queue.clone(),
@@ -259,8 +263,10 @@ impl Broker {
             )
     }
 
-    fn settler(&self) -> Settler {
+    /// What settles the deliveries of the channel whose acks go through `acks`.
+    fn settler(&self, acks: AckQueue) -> Settler {
         Settler {
+            acks,
             publisher: self.publisher.clone(),
             topology: self.topology.clone(),
         }
@@ -318,7 +324,7 @@ impl Broker {
             queue,
             prefetch,
             budget.clone(),
-            self.settler(),
+            self.settler(AckQueue::spawn()),
             self.redactor.clone(),
         );
         intake.resume().await?;
@@ -344,7 +350,7 @@ impl Broker {
             settings.queue.clone(),
             settings.prefetch,
             budget.clone(),
-            self.settler(),
+            self.settler(self.consume_acks.clone()),
             self.redactor.clone(),
         )
     }
@@ -399,7 +405,10 @@ impl Broker {
                 operation: format!("get from queue `{queue}`"),
                 message: self.redactor.scrub(&e.to_string()),
             })?;
-        Ok(got.map(|message| self.settler().inbound(message.delivery, None)))
+        Ok(got.map(|message| {
+            self.settler(self.consume_acks.clone())
+                .inbound(message.delivery, None)
+        }))
     }
 
     /// Deletes the exchange, both queues and every webhook's retry path (demo and test

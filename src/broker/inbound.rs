@@ -1,6 +1,7 @@
 //! One message as the rest of the program sees it: bytes, properties and the handle that
 //! alone can settle it. Nothing outside the broker layer sees a delivery tag.
 
+use super::acks::AckQueue;
 use super::flow::Lease;
 use super::publish::Publisher;
 use super::topology;
@@ -51,6 +52,8 @@ impl Inbound {
 /// What every [`Inbound`] of one connection needs to settle itself.
 #[derive(Clone)]
 pub(super) struct Settler {
+    /// The acks of the channel the deliveries come from.
+    pub(super) acks: AckQueue,
     pub(super) publisher: Publisher,
     pub(super) topology: Arc<StoreTopology>,
 }
@@ -68,7 +71,9 @@ impl Settler {
             redelivered: delivery.redelivered,
             properties: delivery.properties,
             handle: SettleHandle {
+                tag: delivery.delivery_tag,
                 acker: delivery.acker,
+                acks: self.acks.clone(),
                 publisher: self.publisher.clone(),
                 topology: self.topology.clone(),
                 lease: std::sync::Mutex::new(lease),
@@ -102,7 +107,11 @@ impl StoreTopology {
 /// The only way to settle an [`Inbound`]: ack it, requeue it, or publish its dead letters
 /// (on the same connection, with confirms). Held by `settle` alone.
 pub struct SettleHandle {
+    /// The delivery tag, numbered per channel.
+    pub(super) tag: u64,
     pub(super) acker: lapin::Acker,
+    /// Sends the acker's ack or nack, coalesced with the channel's other acks.
+    pub(super) acks: AckQueue,
     pub(super) publisher: Publisher,
     pub(super) topology: Arc<StoreTopology>,
     /// The body's bytes counted against the memory budget: released when the broker is told

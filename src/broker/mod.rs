@@ -5,7 +5,9 @@
 //! Broker options, each with its reason:
 //! - one channel consumes, with `basic.qos(prefetch)` so work in flight and memory are bounded
 //!   (<https://www.rabbitmq.com/docs/consumer-prefetch>);
-//! - manual acks (`no_ack = false`): a message is acked only once it is safe somewhere;
+//! - manual acks (`no_ack = false`): a message is acked only once it is safe somewhere; acks
+//!   are coalesced per channel into `multiple = true` over the contiguous prefix of settled
+//!   delivery tags ([`acks`]), never covering a tag that is not settled;
 //! - a second channel publishes in confirm mode (`confirm.select`), so a dead letter counts only
 //!   once the broker has taken responsibility for it
 //!   (<https://www.rabbitmq.com/docs/confirms#publisher-confirms>);
@@ -20,6 +22,7 @@
 //!
 //! The retry path's queue names and arguments are in [`topology`].
 
+mod acks;
 mod connection;
 pub mod dead_letter;
 pub mod dlq;

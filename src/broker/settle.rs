@@ -31,7 +31,7 @@ use crate::pipeline::outcome::Outcome;
 use ::metrics::Counter;
 use backon::BackoffBuilder;
 use lapin::BasicProperties;
-use lapin::options::{BasicAckOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -503,32 +503,15 @@ impl Handle for SettleHandle {
             .await
     }
 
-    /// Acks the message. An error means the channel is gone and the broker will redeliver it.
+    /// Acks the message (coalesced with its channel's others: see [`super::acks`]). An error
+    /// means the channel is gone and the broker will redeliver it.
     async fn ack(&self) -> Result<(), AmqpError> {
-        match self.acker.ack(BasicAckOptions::default()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(AmqpError::ChannelLost("ack")),
-            Err(e) => Err(AmqpError::Operation {
-                operation: "ack".into(),
-                message: e.to_string(),
-            }),
-        }
+        self.acks.ack(self.tag, &self.acker).await
     }
 
     /// Returns the message to the queue for redelivery.
     async fn requeue(&self) -> Result<(), AmqpError> {
-        let options = BasicNackOptions {
-            requeue: true,
-            ..BasicNackOptions::default()
-        };
-        match self.acker.nack(options).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(AmqpError::ChannelLost("nack")),
-            Err(e) => Err(AmqpError::Operation {
-                operation: "nack".into(),
-                message: e.to_string(),
-            }),
-        }
+        self.acks.requeue(self.tag, &self.acker).await
     }
 }
 
