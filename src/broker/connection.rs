@@ -6,10 +6,12 @@ use super::flow::Budget;
 use super::inbound::Settler;
 use super::inbound::StoreTopology;
 use super::intake::Intake;
+use super::leader;
 use super::publish::{Publisher, open_confirm_channel};
 use super::{AmqpError, CLOSE_TIMEOUT, CONNECT_TIMEOUT, Inbound, topology};
 use crate::config::{AmqpSettings, Webhook};
 use crate::redact::Redactor;
+use crate::redact::Secret;
 use lapin::options::{
     BasicQosOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions,
@@ -38,12 +40,16 @@ impl Broker {
     /// opens both channels. Each try fails within [`CONNECT_TIMEOUT`].
     pub async fn connect(settings: &AmqpSettings, redactor: &Redactor) -> Result<Self, AmqpError> {
         let mut last_error = None;
-        let candidates = std::iter::once((&settings.url, &settings.url_redacted)).chain(
-            settings
-                .fallback_urls
-                .iter()
-                .map(|(url, shown)| (url, shown)),
-        );
+        let candidates: Vec<(&Secret<String>, &String)> =
+            std::iter::once((&settings.url, &settings.url_redacted))
+                .chain(
+                    settings
+                        .fallback_urls
+                        .iter()
+                        .map(|(url, shown)| (url, shown)),
+                )
+                .collect();
+        let candidates = leader_first(settings, redactor, candidates).await;
         for (url, shown) in candidates {
             match Self::connect_one(url.expose(), shown, settings, redactor).await {
                 Ok(broker) => return Ok(broker),
@@ -61,6 +67,7 @@ impl Broker {
         }))
     }
 
+    /// Tries to connect to one URL; `shown` names it in errors.
     async fn connect_one(
         url: &str,
         shown: &str,
@@ -457,4 +464,55 @@ fn with_frame_max(url: &str, frame_max: u32) -> String {
     }
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}frame_max={frame_max}")
+}
+
+/// `candidates` with the URL of the node leading the input queue first, when
+/// `amqp.management_url` says which (see [`super::leader`]); as written otherwise.
+async fn leader_first<'a>(
+    settings: &AmqpSettings,
+    redactor: &Redactor,
+    candidates: Vec<(&'a Secret<String>, &'a String)>,
+) -> Vec<(&'a Secret<String>, &'a String)> {
+    if settings.management_url.is_none() || candidates.len() < 2 {
+        return candidates;
+    }
+    let (leader, listeners) = match leader::lookup(settings, redactor).await {
+        Ok(found) => found,
+        Err(why) => {
+            tracing::warn!(
+                queue = %settings.queue,
+                error = %why,
+                "cannot tell which node leads the input queue; trying the broker URLs in order"
+            );
+            return candidates;
+        }
+    };
+    let addresses: Vec<(String, u16)> = candidates
+        .iter()
+        .map(|(url, _)| host_and_port(url.expose()))
+        .collect();
+    let order = leader::order(&addresses, &leader, &listeners);
+    if let Some((_, shown)) = order.first().map(|&i| candidates[i])
+        && order.first() != Some(&0)
+    {
+        tracing::info!(queue = %settings.queue, leader = %leader, first = %shown, "connecting to the input queue's leader first");
+    }
+    order.into_iter().map(|i| candidates[i]).collect()
+}
+
+/// The host and port of an AMQP URL (5672, or 5671 for `amqps`, when it names none).
+fn host_and_port(url: &str) -> (String, u16) {
+    match url::Url::parse(url) {
+        Ok(url) => {
+            let default = if url.scheme() == "amqps" { 5671 } else { 5672 };
+            (
+                url.host_str()
+                    .unwrap_or_default()
+                    .trim_matches(['[', ']'])
+                    .to_string(),
+                url.port().unwrap_or(default),
+            )
+        }
+        Err(_) => (String::new(), 0),
+    }
 }

@@ -30,6 +30,7 @@ mod error;
 pub mod flow;
 mod inbound;
 pub mod intake;
+pub mod leader;
 mod publish;
 pub mod settle;
 pub mod topology;

@@ -68,6 +68,10 @@ pub struct AmqpSettings {
     pub url_redacted: String,
     /// Further broker URLs (cluster nodes), tried in turn after `url`; secret like `url`.
     pub fallback_urls: Vec<(Secret<String>, String)>,
+    /// The management API, asked at each connect which node leads the input queue so that
+    /// node's URL is tried first (`amqp.management_url`); secret like `url`, with its shown
+    /// form. `None`: the URLs are tried in the order written.
+    pub management_url: Option<(Secret<String>, String)>,
     /// `classic` or `quorum`, for every queue the worker declares.
     pub queue_type: QueueType,
     /// With quorum queues: a message redelivered more than this many times is dead-lettered
@@ -109,6 +113,7 @@ pub struct AmqpSettings {
 pub(crate) struct RawAmqp {
     pub url: String,
     pub urls: Vec<String>,
+    pub management_url: String,
     pub queue_type: QueueType,
     pub redelivery_limit: u32,
     pub frame_max: u32,
@@ -134,6 +139,7 @@ impl std::fmt::Debug for RawAmqp {
         f.debug_struct("RawAmqp")
             .field("url", &MASK)
             .field("urls", &vec![MASK; self.urls.len()])
+            .field("management_url", &MASK)
             .field("queue_type", &self.queue_type)
             .field("redelivery_limit", &self.redelivery_limit)
             .field("frame_max", &self.frame_max)
@@ -157,6 +163,7 @@ impl Default for RawAmqp {
         RawAmqp {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             urls: Vec::new(),
+            management_url: String::new(),
             queue_type: QueueType::Classic,
             redelivery_limit: 20,
             frame_max: RABBITMQ_DEFAULT_FRAME_MAX,
@@ -187,6 +194,7 @@ impl RawAmqp {
     ) -> Option<AmqpSettings> {
         let fallback_urls = self.fallback_urls(file, env, found);
         let url = self.main_url(file, env, found);
+        let management_url = self.management_url(file, env, found);
         let place = Place {
             file,
             webhook: None,
@@ -197,6 +205,7 @@ impl RawAmqp {
             url: Secret::new(url),
             url_redacted,
             fallback_urls,
+            management_url: management_url?,
             queue_type: self.queue_type,
             redelivery_limit: self.redelivery_limit,
             frame_max: self.frame_max,
@@ -236,6 +245,26 @@ impl RawAmqp {
         (!refused).then_some(urls)
     }
 
+    /// `amqp.management_url` as `(url, shown)`: `Some(None)` when empty, `None` when refused.
+    fn management_url(
+        &self,
+        file: &Path,
+        env: &Env,
+        found: &mut Findings,
+    ) -> Option<Option<(Secret<String>, String)>> {
+        if self.management_url.trim().is_empty() {
+            return Some(None);
+        }
+        let field = "amqp.management_url";
+        match secret_url(&self.management_url, env, file, field, found, HTTP_SCHEMES) {
+            Ok((url, shown)) => Some(Some((Secret::new(url), shown))),
+            Err(error) => {
+                found.push(Problem::field(file, field, error.message()));
+                None
+            }
+        }
+    }
+
     /// `amqp.url` as `(url, shown)`. A URL that came whole from `RELAY__AMQP__URL` is named by
     /// its variable when refused, never echoed, not even redacted.
     fn main_url(&self, file: &Path, env: &Env, found: &mut Findings) -> Option<(String, String)> {
@@ -244,7 +273,7 @@ impl RawAmqp {
             Ok(url) => Some(url),
             Err(error) => {
                 let message = match error {
-                    UrlError::Url(_) if env.get(&url_var).is_some() => format!(
+                    UrlError::Url(..) if env.get(&url_var).is_some() => format!(
                         "the value of environment variable `{url_var}` is not an amqp:// or \
                          amqps:// URL"
                     ),
@@ -317,30 +346,52 @@ impl RawAmqp {
 enum UrlError {
     /// A `${VAR}` problem, already worded.
     Message(String),
-    /// Not an `amqp://` or `amqps://` URL; carries the URL as it may be shown.
-    Url(String),
+    /// Not a URL of the schemes asked for; carries the URL as it may be shown, and the
+    /// schemes.
+    Url(String, &'static [&'static str]),
 }
+
+/// The schemes of a broker URL.
+const AMQP_SCHEMES: &[&str] = &["amqp", "amqps"];
+/// The schemes of the management API's URL.
+const HTTP_SCHEMES: &[&str] = &["http", "https"];
 
 impl UrlError {
     /// The problem's message, showing the URL only in its redacted form.
     fn message(self) -> String {
         match self {
             UrlError::Message(message) => message,
-            UrlError::Url(shown) => format!("`{shown}` is not an amqp:// or amqps:// URL"),
+            UrlError::Url(shown, schemes) => {
+                let schemes: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+                format!("`{shown}` is not an {} URL", schemes.join(" or "))
+            }
         }
     }
 }
 
 /// Interpolates and checks one broker URL (`amqp.url` or an entry of `amqp.urls`, named by
-/// `field`), recording its secrets (every substituted value, the password as written and
-/// decoded) and a warning for each one too short to be masked everywhere. Returns the URL
-/// and its shown form, with every `${VAR}` and the password masked.
+/// `field`): [`secret_url`] with the AMQP schemes.
 fn broker_url(
     text: &str,
     env: &Env,
     file: &Path,
     field: &str,
     found: &mut Findings,
+) -> Result<(String, String), UrlError> {
+    secret_url(text, env, file, field, found, AMQP_SCHEMES)
+}
+
+/// Interpolates and checks one URL of the broker (named by `field`) against `schemes`,
+/// recording its secrets (every substituted value, the password as written and
+/// decoded) and a warning for each one too short to be masked everywhere. Returns the URL
+/// and its shown form, with every `${VAR}` and the password masked.
+fn secret_url(
+    text: &str,
+    env: &Env,
+    file: &Path,
+    field: &str,
+    found: &mut Findings,
+    schemes: &'static [&'static str],
 ) -> Result<(String, String), UrlError> {
     let interpolated = interpolate(text, env).map_err(UrlError::Message)?;
     let shown = redact::redact_url(interpolated.url_display_source());
@@ -349,8 +400,8 @@ fn broker_url(
         .secrets
         .extend(interpolated.substituted.iter().cloned());
     let url = match url::Url::parse(&interpolated.value) {
-        Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => url,
-        _ => return Err(UrlError::Url(shown)),
+        Ok(url) if schemes.contains(&url.scheme()) => url,
+        _ => return Err(UrlError::Url(shown, schemes)),
     };
     if let Some(password) = url.password()
         && password.len() < Redactor::FREE_TEXT_MIN_LEN
@@ -448,5 +499,45 @@ mod tests {
         assert!(warnings[0].starts_with("relay.toml: amqp.urls[0]: `${PW}` is a secret"));
         assert!(warnings[1].starts_with("relay.toml: amqp.url: the password is a secret"));
         assert!(secrets.contains(&"Zq".to_string()) && secrets.contains(&"pw".to_string()));
+    }
+
+    #[test]
+    fn the_management_url_is_an_http_url_whose_password_is_secret() {
+        let raw = RawAmqp {
+            management_url: "http://admin:${MGMT_PW}@rmq:15672".into(),
+            ..RawAmqp::default()
+        };
+        let env = Env::from_pairs([("MGMT_PW", "management-password")]);
+        let mut found = Findings::default();
+        let amqp = raw
+            .validate(Path::new("relay.toml"), &env, &mut found)
+            .unwrap();
+        let (url, shown) = amqp.management_url.unwrap();
+        assert_eq!(url.expose(), "http://admin:management-password@rmq:15672");
+        assert!(!shown.contains("management-password"), "{shown}");
+        let (_, secrets) = found.finish().unwrap();
+        assert!(secrets.contains(&"management-password".to_string()));
+
+        let raw = RawAmqp {
+            management_url: "amqp://h".into(),
+            ..RawAmqp::default()
+        };
+        let mut found = Findings::default();
+        assert!(
+            raw.validate(Path::new("relay.toml"), &Env::default(), &mut found)
+                .is_none()
+        );
+        assert_eq!(
+            found.finish().unwrap_err().to_string(),
+            "relay.toml: amqp.management_url: `amqp://h` is not an http:// or https:// URL"
+        );
+        let unset = RawAmqp::default()
+            .validate(
+                Path::new("relay.toml"),
+                &Env::default(),
+                &mut Findings::default(),
+            )
+            .unwrap();
+        assert!(unset.management_url.is_none());
     }
 }

@@ -13,10 +13,12 @@ use lapin::{Channel, Connection};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use webhook_relay::config::{AmqpSettings, Config};
-use webhook_relay::ops::metrics::{IN_FLIGHT_BYTES_PEAK, PREFETCH as PREFETCH_GAUGE};
+use webhook_relay::ops::metrics::{IN_FLIGHT_BYTES_PEAK, PREFETCH as PREFETCH_GAUGE, SETTLED};
 
 /// How often the access log is read.
 const LOG_POLL: Duration = Duration::from_millis(5);
+/// How often `/metrics` is read for the last acks.
+const ACK_POLL: Duration = Duration::from_millis(2);
 
 /// One drain through the worker: what it is called, its backlog, and what differs from the
 /// shipped config besides the bench's names, CA and port.
@@ -46,11 +48,11 @@ impl DrainSpec {
         webhook
     }
 
-    /// The phase's own relay.toml settings.
-    fn keys(&self, metrics_port: Option<u16>) -> Vec<(&'static str, String)> {
-        let mut keys = Vec::new();
-        if let Some(port) = metrics_port {
-            keys.push(("listen", format!("\"127.0.0.1:{port}\"")));
+    /// The phase's own relay.toml settings: `/metrics` on `metrics_port` (where the bench
+    /// reads the acks), polled gauges every second for big events.
+    fn keys(&self, metrics_port: u16) -> Vec<(&'static str, String)> {
+        let mut keys = vec![("listen", format!("\"127.0.0.1:{metrics_port}\""))];
+        if self.big {
             keys.push(("interval", "\"1s\"".to_string()));
         }
         if let Some(budget) = self.memory_budget {
@@ -77,7 +79,7 @@ impl Bench {
     ) -> Result<Result<Drain, Skipped>, String> {
         let port = self.nginx_port()?;
         let (prefix, dir) = self.next_phase(spec.name);
-        let metrics_port = if spec.big { Some(free_port()?) } else { None };
+        let metrics_port = free_port()?;
         let ca = self.cert.ca_pem().to_string();
         let webhook = spec.webhook(port);
         let keys = spec.keys(metrics_port);
@@ -113,7 +115,7 @@ impl Bench {
         dir: &Path,
         config: &Config,
         connection: &Connection,
-        metrics_port: Option<u16>,
+        metrics_port: u16,
     ) -> Result<Result<Drain, Skipped>, String> {
         let n = spec.events;
         let mut log = self
@@ -131,7 +133,7 @@ impl Bench {
         let started = Instant::now();
         let startup = started - spawned;
         let watched = match self
-            .watch(spec.name, n, &mut worker, &mut log, started)
+            .watch(spec.name, n, &mut worker, &mut log, metrics_port, started)
             .await
         {
             Ok(watched) => watched,
@@ -147,8 +149,8 @@ impl Bench {
             format!("worker start to consuming {:.2}s", startup.as_secs_f64()),
             format!("{} TLS connections to nginx", log.connections.len()),
         ];
-        if let Some(port) = metrics_port {
-            notes.extend(big_notes(spec, config, &worker, port, watched.seconds).await);
+        if spec.big {
+            notes.extend(big_notes(spec, config, &worker, metrics_port, watched.seconds).await);
         }
         let exit = worker.stop().await;
         notes.extend(sink_notes(&log, n));
@@ -174,15 +176,16 @@ impl Bench {
         }))
     }
 
-    /// From `started` (the worker consumes) to nginx's log showing `n` events answered: the
-    /// seconds, and the worker's CPU and peak RSS at that moment (`perf` records meanwhile
-    /// with `--perf`).
+    /// From `started` (the worker consumes) to the worker's `n`-th ack, after nginx's log
+    /// showed `n` events answered: the seconds, and the worker's CPU and peak RSS at that
+    /// moment (`perf` records meanwhile with `--perf`).
     async fn watch(
         &self,
         name: &str,
         n: u64,
         worker: &mut Worker,
         log: &mut AccessLog,
+        metrics_port: u16,
         started: Instant,
     ) -> Result<Watched, String> {
         let cpu0 = worker.cpu(self.clock_ticks);
@@ -191,7 +194,10 @@ impl Bench {
             .perf
             .as_ref()
             .map(|dir| Perf::start(dir, name, worker.pid));
-        let finished = answered(n, worker, log).await;
+        let finished = match answered(n, worker, log).await {
+            Ok(_) => last_ack(n, worker, metrics_port).await,
+            Err(e) => Err(e),
+        };
         let cpu1 = worker.cpu(self.clock_ticks);
         let peak_rss = worker.peak_rss();
         let drain_log = worker.log_text();
@@ -234,6 +240,41 @@ async fn answered(n: u64, worker: &mut Worker, log: &mut AccessLog) -> Result<In
             ));
         }
     }
+}
+
+/// Reads the worker's `/metrics` every [`ACK_POLL`] until it has acked `n` messages: the
+/// instant it had. Called once nginx answered every event, so only the last acks are waited
+/// for, and the polling does not slow the drain.
+async fn last_ack(n: u64, worker: &mut Worker, port: u16) -> Result<Instant, String> {
+    let deadline = Instant::now() + STALL;
+    loop {
+        let metrics = worker.metrics(port).await?;
+        if counter(&metrics, SETTLED, "result=\"acked\"") >= n as f64 {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{n} events answered but not all acked within {}s",
+                STALL.as_secs()
+            ));
+        }
+        tokio::time::sleep(ACK_POLL).await;
+    }
+}
+
+/// The sum of a counter's series whose labels hold `label` (e.g. `result="acked"`).
+fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.split_once("} ")?;
+            labels
+                .split(',')
+                .any(|l| l == label)
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
 }
 
 /// The worker exited before it consumed: a batched phase whose build refuses the config is

@@ -136,3 +136,129 @@ async fn several_broker_urls_are_tried_in_turn() {
     assert_eq!(app.count(Metrics::connections), 1);
     app.finish().await;
 }
+
+/// What the fake management API was asked: `(path, Authorization header)`.
+type Asked = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A fake management API on 127.0.0.1: every queue's leader is `leader`, and each node listens
+/// on its proxy's port. Records what it was asked.
+async fn fake_management(leader: &str, nodes: &[(&str, u16)]) -> (String, Asked) {
+    let asked = Asked::default();
+    let listeners: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|(node, port)| json!({"node": node, "protocol": "amqp", "ip_address": "::", "port": port}))
+        .collect();
+    let overview = json!({"listeners": listeners}).to_string();
+    let queue_info = json!({"type": "quorum", "leader": leader}).to_string();
+    let record = asked.clone();
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (record, overview, queue_info) = (record.clone(), overview.clone(), queue_info.clone());
+        async move {
+            let path = request.uri().path().to_string();
+            let auth = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            record.lock().unwrap().push((path.clone(), auth));
+            if path == "/api/overview" {
+                overview
+            } else {
+                queue_info
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}"), asked)
+}
+
+/// With `amqp.management_url`, the worker asks which node leads the input queue and connects
+/// there first, even when its URL is not the first written; the API is asked with the broker
+/// URL's credentials. When the API does not answer, the URLs are tried in order.
+#[tokio::test]
+async fn the_input_queues_leader_is_tried_first() {
+    use crate::support::proxy::TcpProxy;
+    let broker: std::net::SocketAddr = {
+        let url = url::Url::parse(&rabbitmq_url()).unwrap();
+        let host = url.host_str().unwrap().to_string();
+        tokio::net::lookup_host((host.as_str(), url.port().unwrap_or(5672)))
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let (one, two) = (TcpProxy::start(broker), TcpProxy::start(broker));
+    let via =
+        |proxy: &TcpProxy| format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.addr().port());
+    let nodes = [
+        ("rabbit@one", one.addr().port()),
+        ("rabbit@two", two.addr().port()),
+    ];
+    let (management, asked) = fake_management("rabbit@two", &nodes).await;
+    let app = app("retry-leader")
+        .webhook(&hook("approvals", 0, ""))
+        .amqp_url(&via(&one))
+        .amqp_extra(&format!(
+            "urls = [\"{}\"]\nmanagement_url = \"{management}\"",
+            via(&two)
+        ))
+        .start()
+        .await;
+    publish_id(&app, "leader-1").await;
+    assert_eq!(
+        app.listener().wait_for_accepted(1, WAIT).await,
+        vec![json!({"id": "leader-1"})]
+    );
+    assert!(app.wait_count(Metrics::acked, 1, WAIT).await);
+    assert!(
+        two.connection_count() >= 1,
+        "connected to the leader's node"
+    );
+    assert_eq!(
+        one.connection_count(),
+        0,
+        "the first URL written was not tried"
+    );
+    let asked = asked.lock().unwrap().clone();
+    let paths: Vec<&str> = asked.iter().map(|(path, _)| path.as_str()).collect();
+    let queue_path = format!("/api/queues/%2F/{}", app.config.amqp.queue);
+    assert!(
+        !paths.is_empty()
+            && paths
+                .chunks(2)
+                .all(|pair| pair == [queue_path.as_str(), "/api/overview"]),
+        "per connect: the input queue in the default vhost, then the listeners: {paths:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|(_, auth)| auth == "Basic Z3Vlc3Q6Z3Vlc3Q="),
+        "the broker URL's credentials: {asked:?}"
+    );
+    app.finish().await;
+
+    // No management API: the order as written.
+    let (one, two) = (TcpProxy::start(broker), TcpProxy::start(broker));
+    let app = app_with_order(&via(&one), &via(&two), closed_port()).await;
+    publish_id(&app, "leader-2").await;
+    assert!(app.wait_count(Metrics::acked, 1, WAIT).await);
+    assert!(one.connection_count() >= 1, "the first URL written");
+    assert_eq!(two.connection_count(), 0);
+    app.finish().await;
+}
+
+async fn app_with_order(first: &str, second: &str, management_port: u16) -> TestApp {
+    app("retry-leader-down")
+        .webhook(&hook("approvals", 0, ""))
+        .amqp_url(first)
+        .amqp_extra(&format!(
+            "urls = [\"{second}\"]\nmanagement_url = \"http://127.0.0.1:{management_port}\""
+        ))
+        .start()
+        .await
+}
