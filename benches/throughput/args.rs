@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Every phase `--phases` accepts.
-const PHASES: [&str; 5] = ["bare", "single", "batched", "big", "latency"];
+const PHASES: [&str; 6] = ["bare", "single", "batched", "big", "latency", "cluster"];
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -12,6 +12,8 @@ pub struct Args {
     pub phases: Vec<String>,
     /// Backlog of the big phase.
     pub big_events: u64,
+    /// Backlog of the cluster phase's fast-sink drains (a fifth of it for the slow sink).
+    pub cluster_events: u64,
     pub latency_seconds: u64,
     pub latency_rate: u64,
     pub rust_log: String,
@@ -25,10 +27,13 @@ impl Args {
 usage: cargo bench --bench throughput -- [options]
   --events N            backlog per phase (default 50000)
   --rss-200k            also drain a 200,000-event backlog through the single phase (RSS check)
-  --phases LIST         comma-separated, from bare,single,batched,big,latency
+  --phases LIST         comma-separated, from bare,single,batched,big,latency,cluster
                         (default bare,single,batched,bare,big,latency)
   --big-events N        backlog of the big phase, events of ~450 kB each (default 300); big
                         drains it twice, with the shipped amqp.memory_budget and with 4 GB
+  --cluster-events N    backlog of the cluster phase's fast-sink drains, a fifth of it for the
+                        20 ms sink (default 20000); the cluster phase runs only when asked for
+                        (--phases cluster) and needs scripts/cluster up
   --latency-seconds S   length of the steady-rate phase, warm-up second included (default 11)
   --rate R              events/s offered in the latency phase (default 1000)
   --rust-log FILTER     RUST_LOG of the worker (default warn)
@@ -44,6 +49,7 @@ usage: cargo bench --bench throughput -- [options]
                 .map(String::from)
                 .to_vec(),
             big_events: 300,
+            cluster_events: 20_000,
             latency_seconds: 11,
             latency_rate: 1000,
             rust_log: "warn".into(),
@@ -61,6 +67,9 @@ usage: cargo bench --bench throughput -- [options]
                 "--rss-200k" => args.rss_200k = true,
                 "--phases" => args.phases = phases(&value("--phases")?)?,
                 "--big-events" => args.big_events = number(&value("--big-events")?)?,
+                "--cluster-events" => {
+                    args.cluster_events = number(&value("--cluster-events")?)?.max(5)
+                }
                 "--latency-seconds" => args.latency_seconds = number(&value("--latency-seconds")?)?,
                 "--rate" => args.latency_rate = number(&value("--rate")?)?.max(1),
                 "--rust-log" => args.rust_log = value("--rust-log")?,

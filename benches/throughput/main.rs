@@ -200,7 +200,7 @@ impl Bench {
             .args
             .phases
             .iter()
-            .any(|p| p == "single" || p == "batched" || p == "big")
+            .any(|p| p == "single" || p == "batched" || p == "big" || p == "cluster")
             || self.args.rss_200k;
         if needs_nginx {
             self.start_nginx(&mut results);
@@ -315,6 +315,12 @@ impl Results {
     /// Adds what a phase produced (or why it did not), with the load average around it.
     fn record(&mut self, phase: &str, result: Result<Measured, String>, load: String) {
         match result {
+            Ok(Measured::Drains(drains)) => {
+                for mut drain in drains {
+                    drain.notes.push(load.clone());
+                    self.drains.push(drain);
+                }
+            }
             Ok(Measured::Drain(mut drain)) => {
                 drain.notes.push(load);
                 eprintln!(

@@ -18,6 +18,8 @@ pub struct Drain {
     pub cpu: Option<Duration>,
     /// Compared with the bare drains (events of the same kind); not for big events.
     pub versus_bare: bool,
+    /// The events/s of its own bare drain, when it has one (the cluster phase's).
+    pub bare_rate: Option<f64>,
     pub notes: Vec<String>,
 }
 
@@ -111,7 +113,8 @@ fn rows(drains: &[Drain]) -> Vec<[String; 8]> {
                 d.requests.map_or("-".into(), |r| r.to_string()),
                 format!("{:.2}", d.seconds),
                 format!("{:.0}", d.rate()),
-                bare.filter(|_| d.versus_bare)
+                d.bare_rate
+                    .or(bare.filter(|_| d.versus_bare))
                     .map_or("-".into(), |b| format!("{:.2}x", d.rate() / b)),
                 d.peak_rss.map_or("-".into(), mb),
                 cpu_per_1k(d.cpu, d.events),

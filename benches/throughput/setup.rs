@@ -70,8 +70,10 @@ pub fn write_config(
     Ok(())
 }
 
-/// Replaces the first `key = …` line of `text` (comment and all).
+/// Replaces the first `key = …` line of `text` (comment and all). A `key` written as
+/// `# name` sets a key the shipped file has commented out (`name = value`).
 fn set_key(text: &str, key: &str, value: &str) -> Result<String, String> {
+    let name = key.strip_prefix("# ").unwrap_or(key);
     let mut done = false;
     let lines: Vec<String> = text
         .lines()
@@ -81,7 +83,7 @@ fn set_key(text: &str, key: &str, value: &str) -> Result<String, String> {
                 .is_some_and(|rest| rest.trim_start().starts_with('='));
             if is_key && !done {
                 done = true;
-                format!("{key} = {value}")
+                format!("{name} = {value}")
             } else {
                 line.to_string()
             }

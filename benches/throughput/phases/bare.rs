@@ -72,6 +72,7 @@ impl Bench {
             peak_rss: None,
             cpu,
             versus_bare: true,
+            bare_rate: None,
             notes: vec!["CPU is the bench process (the consumer)".into()],
         })
     }

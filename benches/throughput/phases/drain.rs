@@ -172,6 +172,7 @@ impl Bench {
             peak_rss: watched.peak_rss,
             cpu: watched.cpu,
             versus_bare: !spec.big,
+            bare_rate: None,
             notes,
         }))
     }
@@ -263,7 +264,7 @@ async fn last_ack(n: u64, worker: &mut Worker, port: u16) -> Result<Instant, Str
 }
 
 /// The sum of a counter's series whose labels hold `label` (e.g. `result="acked"`).
-fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+pub(super) fn counter(metrics: &str, name: &str, label: &str) -> f64 {
     metrics
         .lines()
         .filter_map(|line| {

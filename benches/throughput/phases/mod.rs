@@ -1,6 +1,7 @@
 //! The phases: which run in what order, and one phase run and tidied up after.
 
 mod bare;
+mod cluster;
 mod drain;
 mod latency;
 
@@ -16,6 +17,8 @@ const HUGE_BUDGET: u64 = 4_000_000_000;
 /// What a phase produced.
 pub enum Measured {
     Drain(Drain),
+    /// The cluster phase's drains, each with its own bare rate.
+    Drains(Vec<Drain>),
     Latency(Latency),
     Skipped(Skipped),
 }
@@ -77,6 +80,10 @@ impl Bench {
                 let spec = big_drain(phase == "big-huge", events);
                 self.worker_drain(&spec).await.map(Measured::from)
             }
+            "cluster" => self.cluster().await.map(|r| match r {
+                Ok(drains) => Measured::Drains(drains),
+                Err(skipped) => Measured::Skipped(skipped),
+            }),
             "latency-bare" => self.latency_bare().await.map(Measured::Latency),
             "latency" => self.latency(false).await.map(Measured::from),
             "latency-batched" => self.latency(true).await.map(Measured::from),
