@@ -81,6 +81,19 @@ pub fn hint(class: FailureClass) -> &'static str {
         FailureClass::Builder => {
             "the request could not be built: check the webhook's headers and URL"
         }
+        FailureClass::TokenRefused => {
+            "the OAuth2 token endpoint refused the client: check auth.client_id, \
+             auth.client_secret, auth.scope and auth.client_auth (\"basic\" or \"body\") \
+             against the provider's settings; the error above says which"
+        }
+        FailureClass::TokenUnavailable => {
+            "the OAuth2 token endpoint is down or slow: this is transient and the worker would \
+             retry it; check auth.token_url and the provider's status"
+        }
+        FailureClass::ResponseMismatch { .. } => {
+            "the endpoint answered 2xx but its body failed the response validators: compare \
+             the response body above with the webhook's [[webhook.response_validators]]"
+        }
     }
 }
 

@@ -60,6 +60,10 @@ pub(crate) fn validate(
     let template = check.template(json_body);
     let batch = check.batch(json_body);
     let delivery = check.delivery();
+    let auth = check.auth(&headers);
+    let signing = check.signing();
+    let response_validators = check.response_validators();
+    let rate_limit = check.rate_limit();
     let inline_secrets = check.inline_secrets;
     if found.error_count() > errors_before {
         return None;
@@ -84,26 +88,30 @@ pub(crate) fn validate(
         source: file.to_path_buf(),
         batch,
         inline_secrets,
+        auth,
+        signing,
+        response_validators,
+        rate_limit,
     })
 }
 
 /// One webhook being validated: what it checks, and where it records what it finds.
-struct Check<'a> {
-    spec: &'a WebhookSpec,
-    place: Place<'a>,
-    ctx: &'a WebhookContext<'a>,
-    found: &'a mut Findings,
+pub(super) struct Check<'a> {
+    pub(super) spec: &'a WebhookSpec,
+    pub(super) place: Place<'a>,
+    pub(super) ctx: &'a WebhookContext<'a>,
+    pub(super) found: &'a mut Findings,
     /// Fields that hold a secret written into the file rather than taken from `${VAR}`.
     inline_secrets: Vec<String>,
 }
 
 impl Check<'_> {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, field: &str, message: impl Into<String>) {
         self.found.push(self.place.problem(field, message));
     }
 
     /// Warns that the secret `what` in `field` is too short to be masked everywhere.
-    fn warn_short(&mut self, field: &str, what: &str) {
+    pub(super) fn warn_short(&mut self, field: &str, what: &str) {
         self.found
             .warn(self.place.problem(field, short_secret_message(what)));
     }

@@ -1,7 +1,8 @@
 //! What delivery sends: a [`DeliveryRequest`] (a rendered body for one webhook) and the HTTP
 //! request it becomes, with the webhook's headers and the ones the relay adds.
 
-use crate::config::Webhook;
+use super::signing::{self, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use crate::config::{Auth, Webhook};
 use crate::model::event::EventId;
 use crate::pipeline::outcome::RetryState;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -45,7 +46,9 @@ impl DeliveryRequest {
         header_safe(&format!("{}:{}", self.webhook.name, self.event_id))
     }
 
-    /// Every header as sent, with secret values shown as `***`.
+    /// Every header as sent, with secret values shown as `***`: the credential of
+    /// `[webhook.auth]` as `Bearer ***` or `Basic ***`, each signature as `v1,***`, and the
+    /// signing timestamp as `<attempt time>` (each attempt has its own).
     pub fn shown_headers(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = self
             .webhook
@@ -53,7 +56,22 @@ impl DeliveryRequest {
             .iter()
             .map(|h| (h.name.clone(), h.shown_value().to_string()))
             .collect();
+        if let Some(auth) = &self.webhook.auth {
+            let scheme = match auth {
+                Auth::Basic { .. } => "Basic ***",
+                Auth::Bearer { .. } | Auth::OAuth2(_) => "Bearer ***",
+            };
+            out.push(("Authorization".to_string(), scheme.to_string()));
+        }
         out.extend(self.relay_headers());
+        if let Some(signing) = &self.webhook.signing {
+            out.push((WEBHOOK_ID.to_string(), self.idempotency_key()));
+            out.push((WEBHOOK_TIMESTAMP.to_string(), "<attempt time>".to_string()));
+            out.push((
+                WEBHOOK_SIGNATURE.to_string(),
+                signing::shown_signature(signing),
+            ));
+        }
         out
     }
 
@@ -71,11 +89,15 @@ impl DeliveryRequest {
     }
 
     /// The HTTP request on `client`, with the webhook's headers (`parsed`, when they were
-    /// parsed up front), the relay's headers and the body.
+    /// parsed up front), `authorization` (from `[webhook.auth]`), the relay's headers, the
+    /// Standard Webhooks headers signed at `now` (Unix seconds) when the webhook signs, and the
+    /// body.
     pub(super) fn build(
         &self,
         client: &reqwest::Client,
         parsed: Option<&HeaderMap>,
+        authorization: Option<&HeaderValue>,
+        now: u64,
     ) -> reqwest::RequestBuilder {
         let webhook = &self.webhook;
         let method = reqwest::Method::from_bytes(webhook.method.as_str().as_bytes())
@@ -92,8 +114,19 @@ impl DeliveryRequest {
                 }
             }
         }
+        if let Some(value) = authorization {
+            builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
+        }
         for (name, value) in self.relay_headers() {
             builder = builder.header(name, value);
+        }
+        if let Some(signing) = &webhook.signing {
+            let id = self.idempotency_key();
+            let signature = signing::signature(signing, &id, now, &self.body);
+            builder = builder
+                .header(WEBHOOK_ID, id)
+                .header(WEBHOOK_TIMESTAMP, now.to_string())
+                .header(WEBHOOK_SIGNATURE, signature);
         }
         if !self.body.is_empty() {
             builder = builder.body(self.body.clone());
@@ -113,6 +146,19 @@ pub fn header_safe(text: &str) -> String {
         }
     }
     out
+}
+
+/// The `Authorization` value of a static `[webhook.auth]` (bearer or basic), marked
+/// sensitive; `None` for OAuth2 (fetched per token) or no auth, or when it does not parse.
+pub(super) fn static_authorization(webhook: &Webhook) -> Option<HeaderValue> {
+    let text = match webhook.auth.as_ref()? {
+        Auth::Bearer { token } => format!("Bearer {}", token.expose()),
+        Auth::Basic { header, .. } => header.expose().clone(),
+        Auth::OAuth2(_) => return None,
+    };
+    let mut value = HeaderValue::from_str(&text).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// A webhook's headers as a ready header map (secret values marked sensitive), or `None` when

@@ -1,0 +1,271 @@
+//! OAuth 2.0 client credentials (RFC 6749 section 4.4): the token of one webhook, fetched
+//! through the shared HTTP client (same TLS roots, no redirects, the webhook's timeout) and
+//! cached until shortly before it expires. Every delivery of the webhook shares it: when it
+//! is missing or stale, one delivery fetches and the others wait for that fetch (a lock held
+//! across it), so concurrent deliveries never stampede the token endpoint. A delivery that
+//! got a 401 with token generation `g` asks for a token newer than `g`: the first to ask
+//! fetches, the others get what it fetched.
+
+use super::attempt::send_and_read;
+use super::classify::FailureClass;
+use super::error::{AttemptError, chain};
+use crate::config::{ClientAuth, OAuth2};
+use crate::redact::{Redactor, Secret};
+use reqwest::header::HeaderValue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The longest a token is refreshed before it expires.
+const MAX_EARLY_REFRESH: Duration = Duration::from_secs(30);
+
+/// One access token as fetched.
+#[derive(Debug)]
+pub struct Token {
+    /// The `Authorization` value, `Bearer <token>`, marked sensitive.
+    pub header: HeaderValue,
+    /// The access token itself, to scrub it from what an endpoint echoes back.
+    pub value: Secret<String>,
+    /// Counts the fetches of this cache: a 401 names the token it was refused with.
+    pub generation: u64,
+    /// When it stops being used; `None` when the endpoint gave no `expires_in`.
+    refresh_at: Option<Instant>,
+}
+
+impl Token {
+    fn fresh(&self) -> bool {
+        self.refresh_at.is_none_or(|at| Instant::now() < at)
+    }
+}
+
+/// The cached token of one webhook and the state of its fetches.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    state: tokio::sync::Mutex<State>,
+    /// Fetches started, readable without the lock.
+    fetches: AtomicU64,
+    /// Fetches that reached the endpoint (for tests and metrics).
+    requests: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    token: Option<Arc<Token>>,
+    /// The last fetch's error, and the fetch count it belongs to.
+    failed: Option<(u64, AttemptError)>,
+}
+
+impl TokenCache {
+    /// How many times the token endpoint was asked.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// A fresh token newer than `refused` (the generation a 401 came with, if any), fetching
+    /// one when needed. A caller that waited for a fetch that failed gets its error rather
+    /// than fetching again.
+    pub async fn token(
+        &self,
+        client: &reqwest::Client,
+        oauth: &OAuth2,
+        timeout: Duration,
+        refused: Option<u64>,
+        redactor: &Redactor,
+    ) -> Result<Arc<Token>, AttemptError> {
+        let seen = self.fetches.load(Ordering::Acquire);
+        let mut state = self.state.lock().await;
+        if let Some(token) = &state.token
+            && token.fresh()
+            && refused.is_none_or(|g| token.generation > g)
+        {
+            return Ok(Arc::clone(token));
+        }
+        if let Some((number, error)) = &state.failed
+            && *number > seen
+        {
+            return Err(error.clone());
+        }
+        let number = self.fetches.fetch_add(1, Ordering::AcqRel) + 1;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match fetch(client, oauth, timeout, number, redactor).await {
+            Ok(token) => {
+                let token = Arc::new(token);
+                state.token = Some(Arc::clone(&token));
+                state.failed = None;
+                Ok(token)
+            }
+            Err(error) => {
+                state.token = None;
+                state.failed = Some((number, error.clone()));
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The token endpoint's answer (RFC 6749 section 5.1).
+#[derive(serde::Deserialize)]
+struct Granted {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+/// The token endpoint's refusal (RFC 6749 section 5.2).
+#[derive(serde::Deserialize)]
+struct Refused {
+    error: String,
+    error_description: Option<String>,
+}
+
+/// Asks the token endpoint once.
+async fn fetch(
+    client: &reqwest::Client,
+    oauth: &OAuth2,
+    timeout: Duration,
+    generation: u64,
+    redactor: &Redactor,
+) -> Result<Token, AttemptError> {
+    let mut builder = client
+        .post(oauth.token_url.expose().clone())
+        .timeout(timeout)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+    match oauth.client_auth {
+        ClientAuth::Body => {}
+        ClientAuth::Basic => {
+            let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+            let id: String = encode(&oauth.client_id);
+            let secret: String = encode(oauth.client_secret.expose());
+            let credential = crate::config::basic_credential(&id, &secret);
+            let mut value = HeaderValue::from_str(&format!("Basic {credential}"))
+                .map_err(|_| refused("the client id or secret cannot go in a header"))?;
+            value.set_sensitive(true);
+            builder = builder.header(reqwest::header::AUTHORIZATION, value);
+        }
+    }
+    let response = match send_and_read(builder.body(form(oauth))).await {
+        Ok(response) => response,
+        Err(err) => {
+            let transport = FailureClass::of_transport(&err);
+            let class = match transport {
+                FailureClass::Builder => FailureClass::TokenRefused,
+                _ => FailureClass::TokenUnavailable,
+            };
+            let err = err.without_url();
+            let message = format!("oauth2 token endpoint: {transport}: {}", chain(&err));
+            return Err(AttemptError::Token {
+                class,
+                message: redactor.scrub(&message),
+            });
+        }
+    };
+    let body = response.body.as_str();
+    if (200..300).contains(&response.status) {
+        let granted: Granted = serde_json::from_str(body).map_err(|_| {
+            refused(&format!(
+                "oauth2 token endpoint: http {} without a JSON access_token; check \
+                 auth.token_url",
+                response.status
+            ))
+        })?;
+        let scrub = redactor.merged(&Redactor::new([granted.access_token.as_str()]));
+        let mut header = HeaderValue::from_str(&format!("Bearer {}", granted.access_token))
+            .map_err(|_| {
+                refused(&scrub.scrub("oauth2 token endpoint: the token cannot go in a header"))
+            })?;
+        header.set_sensitive(true);
+        let refresh_at = granted.expires_in.map(|secs| {
+            let lifetime = Duration::from_secs(secs);
+            Instant::now() + lifetime - (lifetime / 10).min(MAX_EARLY_REFRESH)
+        });
+        return Ok(Token {
+            header,
+            value: Secret::new(granted.access_token),
+            generation,
+            refresh_at,
+        });
+    }
+    let class = FailureClass::of_token_status(response.status);
+    let detail = match serde_json::from_str::<Refused>(body) {
+        Ok(r) => match r.error_description {
+            Some(d) => format!("{}: {d}", r.error),
+            None => r.error,
+        },
+        Err(_) => body.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    let detail: String = redactor.scrub(&detail).chars().take(200).collect();
+    let hint = refusal_hint(&detail, class);
+    let message = format!(
+        "oauth2 token endpoint: http {}: {detail}{hint}",
+        response.status
+    );
+    Err(AttemptError::Token {
+        class,
+        message: redactor.scrub(message.trim_end_matches(": ")),
+    })
+}
+
+/// The form body of a token request: the grant, `scope`, `params`, and the client's
+/// credentials when `client_auth = "body"`.
+fn form(oauth: &OAuth2) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if let Some(scope) = &oauth.scope {
+        form.append_pair("scope", scope);
+    }
+    for (name, value) in &oauth.params {
+        form.append_pair(name, value.expose());
+    }
+    if oauth.client_auth == ClientAuth::Body {
+        form.append_pair("client_id", &oauth.client_id);
+        form.append_pair("client_secret", oauth.client_secret.expose());
+    }
+    form.finish()
+}
+
+/// A permanent token failure with `message` (already free of secrets).
+fn refused(message: &str) -> AttemptError {
+    AttemptError::Token {
+        class: FailureClass::TokenRefused,
+        message: message.to_string(),
+    }
+}
+
+/// What to check for an OAuth error code (RFC 6749 section 5.2).
+fn refusal_hint(detail: &str, class: FailureClass) -> &'static str {
+    if class == FailureClass::TokenUnavailable {
+        return " (transient; retried)";
+    }
+    let code = detail.split(':').next().unwrap_or("");
+    match code {
+        "invalid_client" => {
+            "; the client was not recognised: check auth.client_id and auth.client_secret, \
+             and auth.client_auth (\"basic\" or \"body\") for this provider"
+        }
+        "invalid_scope" => "; check auth.scope",
+        "unauthorized_client" => {
+            "; this client may not use the client credentials grant: enable it at the provider"
+        }
+        "invalid_request" | "invalid_grant" | "unsupported_grant_type" => {
+            "; the provider refused the request: check auth.params and auth.client_auth"
+        }
+        _ => "; check auth.token_url, auth.client_id and auth.client_secret",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_client_says_what_to_check() {
+        let hint = refusal_hint("invalid_client: bad secret", FailureClass::TokenRefused);
+        assert!(hint.contains("auth.client_secret"), "{hint}");
+        assert!(refusal_hint("invalid_scope", FailureClass::TokenRefused).contains("scope"));
+        assert!(refusal_hint("oops", FailureClass::TokenUnavailable).contains("retried"));
+    }
+}
