@@ -20,6 +20,7 @@ mod endpoints;
 mod hostile;
 mod observability;
 mod process;
+mod recipes;
 mod resilience;
 mod retry;
 mod secrets;
