@@ -34,8 +34,11 @@ const ENV: &[(&str, &str)] = &[
     ("WHSEC_CURRENT", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
 ];
 
+/// Checks a rendered body against a target's documented request shape.
+type Shape = fn(&Value) -> Result<(), String>;
+
 /// Every recipe file and the check of its target's request shape.
-const RECIPES: &[(&str, fn(&Value) -> Result<(), String>)] = &[
+const RECIPES: &[(&str, Shape)] = &[
     ("slack.toml", slack),
     ("teams.toml", teams),
     ("jira.toml", jira),
