@@ -204,28 +204,46 @@ impl Deliverer {
         }
     }
 
-    /// Makes one attempt, waiting for a slot under the webhook's concurrency limit and for its
-    /// rate-limit turn first (as long as it takes: this is the `test` command's path).
+    /// Makes one attempt, waiting for a slot under the webhook's concurrency limit, its token
+    /// and its rate-limit turn first (as long as it takes: this is the `test` command's path).
     pub async fn send_once(&self, request: &DeliveryRequest, number: u32) -> Attempt {
-        let _slot = self.slot(&request.webhook.name).await;
-        let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
-        self.turn(&request.webhook.name, far).await;
-        self.attempt(request, number).await
+        let ready = self.ready(request).await;
+        if ready.may_send() {
+            let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
+            self.turn(&request.webhook.name, far).await;
+        }
+        self.attempt(request, number, ready).await
     }
 
-    /// Makes attempt `number` for a caller that already holds a slot and its turn: with the
-    /// webhook's OAuth2 token when it has one (a 401 refreshes the token once and sends again
-    /// at once, after another rate-limit turn), judged by its response validators.
-    async fn attempt(&self, request: &DeliveryRequest, number: u32) -> Attempt {
+    /// The slot under the webhook's concurrency limit, then its OAuth2 token (waiting for a
+    /// fetch another delivery started, or fetching). The rate-limit turn comes after both, so
+    /// that a request leaves right at its turn, never after a token fetch.
+    async fn ready(&self, request: &DeliveryRequest) -> Ready {
         let name = &request.webhook.name;
-        let Some(cache) = self.tokens.get(name) else {
+        let permit = self.slot(name).await;
+        let token = match self.tokens.get(name) {
+            Some(cache) => Some(self.token(cache, request, None).await),
+            None => None,
+        };
+        Ready {
+            _permit: permit,
+            token,
+        }
+    }
+
+    /// Makes attempt `number` for a caller that is `ready` and has its rate-limit turn: with
+    /// the webhook's OAuth2 token when it has one (a 401 refreshes the token once and sends
+    /// again at once, after another turn), judged by its response validators.
+    async fn attempt(&self, request: &DeliveryRequest, number: u32, ready: Ready) -> Attempt {
+        let name = &request.webhook.name;
+        let (Some(cache), Some(token)) = (self.tokens.get(name), ready.token.as_ref()) else {
             return self.send(request, number, None).await;
         };
-        let token = match self.token(cache, request, None).await {
+        let token = match token {
             Ok(token) => token,
-            Err(error) => return Attempt::failed(number, Duration::ZERO, error),
+            Err(error) => return Attempt::failed(number, Duration::ZERO, error.clone()),
         };
-        let first = self.send(request, number, Some(&token)).await;
+        let first = self.send(request, number, Some(token)).await;
         if first.status() != Some(401) {
             return first;
         }
@@ -336,15 +354,35 @@ struct Lane<'a> {
     request: &'a DeliveryRequest,
 }
 
-impl retry::Endpoint for Lane<'_> {
-    /// `None` when the webhook has no concurrency limit here (it was not in the config).
-    type Slot = Option<OwnedSemaphorePermit>;
+/// What an attempt holds before it goes: its place under the webhook's concurrency limit
+/// (`None` when the webhook has no limit here: it was not in the config) and, for an OAuth2
+/// webhook, its token or why there is none.
+struct Ready {
+    _permit: Option<OwnedSemaphorePermit>,
+    token: Option<Result<Arc<Token>, AttemptError>>,
+}
 
+impl Ready {
+    /// Whether a request will go out (no token failure stops it first).
+    fn may_send(&self) -> bool {
+        !matches!(self.token, Some(Err(_)))
+    }
+}
+
+impl retry::Endpoint for Lane<'_> {
+    type Slot = Ready;
+
+    /// The slot and token ([`Deliverer::ready`]), then the rate-limit turn if it comes
+    /// within `wait`; `None` when it would not. An attempt that will not go out (no token)
+    /// takes no turn.
     async fn slot(&self, wait: Duration) -> Option<Self::Slot> {
         let deadline = tokio::time::Instant::now() + wait;
+        let ready = self.deliverer.ready(self.request).await;
+        if !ready.may_send() {
+            return Some(ready);
+        }
         let name = &self.request.webhook.name;
-        let slot = self.deliverer.slot(name).await;
-        self.deliverer.turn(name, deadline).await.then_some(slot)
+        self.deliverer.turn(name, deadline).await.then_some(ready)
     }
 
     fn admit(&self) -> Admission {
@@ -354,9 +392,8 @@ impl retry::Endpoint for Lane<'_> {
     }
 
     async fn attempt(&self, number: u32, slot: Self::Slot) -> Attempt {
-        let attempt = self.deliverer.attempt(self.request, number).await;
-        drop(slot);
-        attempt
+        // The slot is released when the attempt, which owns it, returns.
+        self.deliverer.attempt(self.request, number, slot).await
     }
 
     fn record(&self, attempt: &Attempt) {

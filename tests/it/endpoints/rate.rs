@@ -101,3 +101,44 @@ async fn a_turn_after_the_retry_window_parks_without_an_attempt() {
     }
     assert_eq!(endpoint.seen().len(), 1);
 }
+
+/// Turns are taken after the OAuth2 token is in hand: deliveries waiting for a slow token
+/// fetch do not all leave the moment it arrives.
+#[tokio::test]
+async fn a_slow_token_fetch_does_not_bunch_requests_together() {
+    let endpoint = Endpoint::start(|seen: &Seen| match seen.path.as_str() {
+        "/token" => Reply::new(200, r#"{"access_token":"tok-1","expires_in":3600}"#)
+            .after(Duration::from_millis(600)),
+        _ => Reply::new(200, "{}"),
+    })
+    .await;
+    let webhook = format!(
+        "{}[webhook.auth]\ntype = \"oauth2\"\ntoken_url = \"{}\"\nclient_id = \"relay\"\n\
+         client_secret = \"${{CLIENT_SECRET}}\"\n",
+        webhook(&endpoint, "4/s"),
+        endpoint.url("/token")
+    );
+    let setup = Setup::new(
+        &webhook,
+        &[&endpoint],
+        &[("CLIENT_SECRET", "client-secret-1")],
+        QUICK,
+    );
+    let deliverer = setup.deliverer();
+    let requests: Vec<_> = (0..10)
+        .map(|i| setup.request("limited", &format!("e{i}"), "{}"))
+        .collect();
+    let outcomes =
+        futures_util::future::join_all(requests.iter().map(|r| deliver(&deliverer, r))).await;
+    for outcome in &outcomes {
+        assert!(matches!(outcome, Outcome::Delivered { .. }), "{outcome:?}");
+    }
+    assert_eq!(endpoint.seen_at("/token").len(), 1);
+    let arrivals: Vec<Instant> = endpoint.seen_at("/hook").iter().map(|s| s.at).collect();
+    assert_eq!(arrivals.len(), 10);
+    let max = max_per_second(&arrivals);
+    assert!(
+        max <= 4,
+        "the endpoint saw {max} requests within one second"
+    );
+}
