@@ -295,6 +295,10 @@ fn same_behaviour(a: &Webhook, b: &Webhook) -> bool {
         && a.headers.iter().zip(&b.headers).all(|(x, y)| {
             x.name.eq_ignore_ascii_case(&y.name) && x.value.expose() == y.value.expose()
         })
+        && a.auth.as_ref().map(|x| x.describe()) == b.auth.as_ref().map(|x| x.describe())
+        && a.signing.is_some() == b.signing.is_some()
+        && a.response_validators == b.response_validators
+        && a.rate_limit == b.rate_limit
 }
 
 /// A template path written the way the schema lists it: `data.access_groups.[0].name`.

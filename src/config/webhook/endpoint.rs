@@ -86,18 +86,21 @@ impl Auth {
         match self {
             Auth::Bearer { .. } => "bearer".into(),
             Auth::Basic { username, .. } => format!("basic (user {username})"),
-            Auth::OAuth2(o) => format!("oauth2 ({}, client {})", o.token_url, o.client_id),
+            Auth::OAuth2(o) => format!("oauth2 ({}, client {})", o.token_url, o.client_id_shown),
         }
     }
 }
 
-/// `type = "oauth2"`: the client credentials grant (RFC 6749 section 4.4).
-#[derive(Debug, Clone)]
+/// `type = "oauth2"`: the client credentials grant (RFC 6749 section 4.4). `Debug` shows the
+/// client id as written (a `${VAR}` as `***`) and no secret.
+#[derive(Clone)]
 pub struct OAuth2 {
     /// The token endpoint, checked against `[policy]` like a webhook URL.
     pub token_url: WebhookUrl,
-    /// The client id.
+    /// The client id, as sent.
     pub client_id: String,
+    /// The client id as it may be shown: each `${VAR}` in it as `***`.
+    pub client_id_shown: String,
     /// The client secret.
     pub client_secret: Secret<String>,
     /// `scope`, when set.
@@ -106,6 +109,18 @@ pub struct OAuth2 {
     pub params: BTreeMap<String, Secret<String>>,
     /// Basic (default) or in the form body.
     pub client_auth: ClientAuth,
+}
+
+impl fmt::Debug for OAuth2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id_shown)
+            .field("scope", &self.scope)
+            .field("params", &self.params.keys().collect::<Vec<_>>())
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[webhook.signing]` as written.

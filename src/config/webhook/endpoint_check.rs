@@ -119,7 +119,11 @@ impl Check<'_> {
                         values.insert(name.clone(), Secret::new(value));
                     }
                 }
-                let (client_id, _) = client_id?;
+                let scope = match scope {
+                    Some(raw) => Some(self.plain_value("auth.scope", &raw)?.0),
+                    None => None,
+                };
+                let (client_id, client_id_shown) = client_id?;
                 let client_secret = client_secret?;
                 if client_auth == ClientAuth::Basic {
                     let encoded =
@@ -129,6 +133,7 @@ impl Check<'_> {
                 Some(Auth::OAuth2(OAuth2 {
                     token_url: token_url?,
                     client_id,
+                    client_id_shown,
                     client_secret: Secret::new(client_secret),
                     scope,
                     params: values,

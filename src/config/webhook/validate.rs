@@ -470,7 +470,9 @@ mod tests {
              client_auth = \"body\"\nparams = {{ audience = \"api\" }}\n"
         ));
         assert_eq!(problems, Vec::new());
-        let Some(crate::config::Auth::OAuth2(oauth)) = &webhook.unwrap().auth else {
+        let webhook = webhook.unwrap();
+        assert!(!format!("{webhook:?}").contains("client-secret-1"));
+        let Some(crate::config::Auth::OAuth2(oauth)) = &webhook.auth else {
             panic!("not oauth2");
         };
         assert_eq!(oauth.client_auth, crate::config::ClientAuth::Body);
