@@ -241,7 +241,13 @@ impl Deliverer {
         };
         let token = match token {
             Ok(token) => token,
-            Err(error) => return Attempt::failed(number, Duration::ZERO, error.clone()),
+            Err(error) => {
+                // Counted as an attempt without a status, like a transport failure.
+                if let Some(m) = self.metrics.get(name) {
+                    m.response(None, 0.0);
+                }
+                return Attempt::failed(number, Duration::ZERO, error.clone());
+            }
         };
         let first = self.send(request, number, Some(token)).await;
         if first.status() != Some(401) {

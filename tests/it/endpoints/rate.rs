@@ -142,3 +142,52 @@ async fn a_slow_token_fetch_does_not_bunch_requests_together() {
         "the endpoint saw {max} requests within one second"
     );
 }
+
+/// Through the whole worker: with a retry window shorter than the backlog takes, deliveries
+/// park in the retry queue and come back through the same limiter; the endpoint still never
+/// sees more than the limit in any second, and every event arrives.
+#[tokio::test]
+async fn the_worker_keeps_the_limit_across_the_intake_and_the_retry_queue() {
+    let app = crate::harness::app("rate-limit")
+        .webhook(
+            r#"
+[[webhook]]
+name = "limited"
+url = "@URL0@"
+triggers = ["RequestApproved"]
+body_template = '{"id": "{{ data.id }}"}'
+rate_limit = "4/s"
+"#,
+        )
+        .delivery(
+            "timeout = \"5s\"\nmax_attempts = 4\ninitial_backoff = \"50ms\"\n\
+             max_backoff = \"200ms\"\nmax_elapsed = \"60s\"\nretry_window = \"500ms\"\n",
+        )
+        .start()
+        .await;
+    let ids = crate::harness::publish_ids(&app, "rl", 0..12).await;
+    let accepted = app
+        .listener()
+        .wait_for_accepted(12, Duration::from_secs(30))
+        .await;
+    assert_eq!(accepted.len(), 12, "every event arrives");
+    let mut got: Vec<String> = accepted
+        .iter()
+        .map(|v| v["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want, "each event once");
+    let arrivals: Vec<Instant> = app.listener().requests().iter().map(|r| r.at).collect();
+    let max = max_per_second(&arrivals);
+    assert!(
+        max <= 4,
+        "the endpoint saw {max} requests within one second"
+    );
+    assert!(
+        app.metrics().retries_consumed() > 0,
+        "some deliveries came back through the retry queue"
+    );
+    app.finish().await;
+}
