@@ -2,7 +2,7 @@
 //! request it becomes, with the webhook's headers and the ones the relay adds.
 
 use super::signing::{self, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
-use crate::config::{Auth, Webhook};
+use crate::config::{Auth, Method, Webhook};
 use crate::model::event::EventId;
 use crate::pipeline::outcome::RetryState;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -100,8 +100,15 @@ impl DeliveryRequest {
         now: u64,
     ) -> reqwest::RequestBuilder {
         let webhook = &self.webhook;
-        let method = reqwest::Method::from_bytes(webhook.method.as_str().as_bytes())
-            .unwrap_or(reqwest::Method::POST);
+        let method = match webhook.method {
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Get => reqwest::Method::GET,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        // The URL was parsed once at config load; the request takes a copy of the parsed
+        // value, never its text (reqwest itself still derives its `http::Uri` from it).
         let mut builder = client
             .request(method, webhook.url.expose().clone())
             .timeout(webhook.delivery.timeout);
@@ -172,4 +179,89 @@ pub(super) fn header_map(webhook: &Webhook) -> Option<HeaderMap> {
         map.append(name, value);
     }
     Some(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, load};
+
+    /// The request for webhook `extra` (TOML after `url`) from a loaded config.
+    fn request(extra: &str) -> DeliveryRequest {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay.toml"), "").unwrap();
+        std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+        let toml = format!(
+            "[[webhook]]\nname = \"w\"\nurl = \"https://h/\"\nbody_template = '{{}}'\n{extra}"
+        );
+        std::fs::write(dir.path().join("webhooks/w.toml"), toml).unwrap();
+        let env = Env::from_pairs([
+            ("TOKEN", "bearer-token-1"),
+            ("WHSEC", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+        ]);
+        let config = load(dir.path(), &env).unwrap();
+        DeliveryRequest {
+            webhook: Arc::clone(&config.webhooks[0]),
+            event_id: EventId("evt-1".into()),
+            body: bytes::Bytes::from_static(b"{}"),
+            prior: None,
+            batch_size: None,
+        }
+    }
+
+    #[test]
+    fn signed_requests_carry_the_standard_webhooks_headers_and_auth() {
+        crate::tls::install_crypto_provider();
+        let request = request(
+            "[webhook.auth]\ntype = \"bearer\"\ntoken = \"${TOKEN}\"\n\
+             [webhook.signing]\nsecrets = [\"${WHSEC}\"]\n",
+        );
+        let auth = static_authorization(&request.webhook).unwrap();
+        assert!(auth.is_sensitive());
+        let built = request
+            .build(&reqwest::Client::new(), None, Some(&auth), 1649367553)
+            .build()
+            .unwrap();
+        let header = |name: &str| built.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("authorization"), "Bearer bearer-token-1");
+        assert_eq!(header(WEBHOOK_ID), "w:evt-1");
+        assert_eq!(header(WEBHOOK_ID), header(IDEMPOTENCY_HEADER));
+        assert_eq!(header(WEBHOOK_TIMESTAMP), "1649367553");
+        let signing = request.webhook.signing.as_ref().unwrap();
+        assert_eq!(
+            header(WEBHOOK_SIGNATURE),
+            signing::signature(signing, "w:evt-1", 1649367553, b"{}")
+        );
+
+        let shown = request.shown_headers();
+        let shown = |name: &str| {
+            shown
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(shown("authorization").as_deref(), Some("Bearer ***"));
+        assert_eq!(shown(WEBHOOK_SIGNATURE).as_deref(), Some("v1,***"));
+        assert_eq!(shown(WEBHOOK_ID).as_deref(), Some("w:evt-1"));
+    }
+
+    #[test]
+    fn unsigned_requests_without_auth_carry_neither() {
+        crate::tls::install_crypto_provider();
+        let request = request("");
+        assert!(static_authorization(&request.webhook).is_none());
+        let built = request
+            .build(&reqwest::Client::new(), None, None, 1)
+            .build()
+            .unwrap();
+        for name in [
+            "authorization",
+            WEBHOOK_ID,
+            WEBHOOK_SIGNATURE,
+            WEBHOOK_TIMESTAMP,
+        ] {
+            assert!(!built.headers().contains_key(name), "{name}");
+        }
+        assert_eq!(built.method(), reqwest::Method::POST);
+    }
 }
