@@ -119,6 +119,17 @@ pub struct WebhookUrl {
 }
 
 impl WebhookUrl {
+    /// A URL written out (no `${VAR}`), shown redacted like one from a file; for unit tests
+    /// that need a webhook URL without loading a config.
+    #[cfg(test)]
+    pub(crate) fn for_tests(url: url::Url) -> Self {
+        let shown = redact::redact_parsed_url(&url);
+        WebhookUrl {
+            url: Secret::new(url),
+            shown,
+        }
+    }
+
     /// The URL to send to. Never print it: use `Display`, which is redacted.
     pub fn expose(&self) -> &url::Url {
         self.url.expose()

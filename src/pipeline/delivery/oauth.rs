@@ -260,6 +260,33 @@ fn refusal_hint(detail: &str, class: FailureClass) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn oauth(client_auth: ClientAuth) -> OAuth2 {
+        let url = url::Url::parse("https://idp.example.com/token").unwrap();
+        OAuth2 {
+            token_url: crate::config::WebhookUrl::for_tests(url),
+            client_id: "relay id".into(),
+            client_id_shown: "relay id".into(),
+            client_secret: Secret::new("s3cret&=".into()),
+            scope: Some("events.write".into()),
+            params: BTreeMap::from([("audience".into(), Secret::new("https://api".into()))]),
+            client_auth,
+        }
+    }
+
+    #[test]
+    fn the_form_carries_the_grant_scope_params_and_body_credentials_only_when_asked() {
+        assert_eq!(
+            form(&oauth(ClientAuth::Basic)),
+            "grant_type=client_credentials&scope=events.write&audience=https%3A%2F%2Fapi"
+        );
+        assert_eq!(
+            form(&oauth(ClientAuth::Body)),
+            "grant_type=client_credentials&scope=events.write&audience=https%3A%2F%2Fapi\
+             &client_id=relay+id&client_secret=s3cret%26%3D"
+        );
+    }
 
     #[test]
     fn an_invalid_client_says_what_to_check() {
