@@ -6,7 +6,7 @@
 //! got a 401 with token generation `g` asks for a token newer than `g`: the first to ask
 //! fetches, the others get what it fetched.
 
-use super::attempt::send_and_read;
+use super::attempt::{ResponseInfo, send_and_read};
 use super::classify::FailureClass;
 use super::error::{AttemptError, chain};
 use crate::config::{ClientAuth, OAuth2};
@@ -134,18 +134,15 @@ async fn fetch(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         );
-    match oauth.client_auth {
-        ClientAuth::Body => {}
-        ClientAuth::Basic => {
-            let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
-            let id: String = encode(&oauth.client_id);
-            let secret: String = encode(oauth.client_secret.expose());
-            let credential = crate::config::basic_credential(&id, &secret);
-            let mut value = HeaderValue::from_str(&format!("Basic {credential}"))
-                .map_err(|_| refused("the client id or secret cannot go in a header"))?;
-            value.set_sensitive(true);
-            builder = builder.header(reqwest::header::AUTHORIZATION, value);
-        }
+    if oauth.client_auth == ClientAuth::Basic {
+        let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        let id: String = encode(&oauth.client_id);
+        let secret: String = encode(oauth.client_secret.expose());
+        let credential = crate::config::basic_credential(&id, &secret);
+        let mut value = HeaderValue::from_str(&format!("Basic {credential}"))
+            .map_err(|_| refused("the client id or secret cannot go in a header"))?;
+        value.set_sensitive(true);
+        builder = builder.header(reqwest::header::AUTHORIZATION, value);
     }
     let response = match send_and_read(builder.body(form(oauth))).await {
         Ok(response) => response,
@@ -163,50 +160,68 @@ async fn fetch(
             });
         }
     };
-    let body = response.body.as_str();
     if (200..300).contains(&response.status) {
-        let granted: Granted = serde_json::from_str(body).map_err(|_| {
-            refused(&format!(
-                "oauth2 token endpoint: http {} without a JSON access_token; check \
-                 auth.token_url",
-                response.status
-            ))
-        })?;
-        let scrub = redactor.merged(&Redactor::new([granted.access_token.as_str()]));
-        let mut header = HeaderValue::from_str(&format!("Bearer {}", granted.access_token))
-            .map_err(|_| {
-                refused(&scrub.scrub("oauth2 token endpoint: the token cannot go in a header"))
-            })?;
-        header.set_sensitive(true);
-        let refresh_at = granted.expires_in.map(|secs| {
-            let lifetime = Duration::from_secs(secs);
-            Instant::now() + lifetime - (lifetime / 10).min(MAX_EARLY_REFRESH)
-        });
-        return Ok(Token {
-            header,
-            value: Secret::new(granted.access_token),
-            generation,
-            refresh_at,
-        });
+        granted(&response, generation, redactor)
+    } else {
+        Err(refusal(&response, redactor))
     }
+}
+
+/// The token in a 2xx answer (RFC 6749 section 5.1).
+fn granted(
+    response: &ResponseInfo,
+    generation: u64,
+    redactor: &Redactor,
+) -> Result<Token, AttemptError> {
+    let granted: Granted = serde_json::from_str(&response.body).map_err(|_| {
+        refused(&format!(
+            "oauth2 token endpoint: http {} without a JSON access_token; check auth.token_url",
+            response.status
+        ))
+    })?;
+    let scrub = redactor.merged(&Redactor::new([granted.access_token.as_str()]));
+    let mut header =
+        HeaderValue::from_str(&format!("Bearer {}", granted.access_token)).map_err(|_| {
+            refused(&scrub.scrub("oauth2 token endpoint: the token cannot go in a header"))
+        })?;
+    header.set_sensitive(true);
+    let refresh_at = granted.expires_in.map(|secs| {
+        let lifetime = Duration::from_secs(secs);
+        Instant::now() + lifetime - (lifetime / 10).min(MAX_EARLY_REFRESH)
+    });
+    Ok(Token {
+        header,
+        value: Secret::new(granted.access_token),
+        generation,
+        refresh_at,
+    })
+}
+
+/// The error for a non-2xx answer: the OAuth error code and description when the body has
+/// them (RFC 6749 section 5.2), otherwise the start of the body, and what to check.
+fn refusal(response: &ResponseInfo, redactor: &Redactor) -> AttemptError {
     let class = FailureClass::of_token_status(response.status);
-    let detail = match serde_json::from_str::<Refused>(body) {
+    let detail = match serde_json::from_str::<Refused>(&response.body) {
         Ok(r) => match r.error_description {
             Some(d) => format!("{}: {d}", r.error),
             None => r.error,
         },
-        Err(_) => body.split_whitespace().collect::<Vec<_>>().join(" "),
+        Err(_) => response
+            .body
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     let detail: String = redactor.scrub(&detail).chars().take(200).collect();
+    let status = match detail.is_empty() {
+        true => format!("http {}", response.status),
+        false => format!("http {}: {detail}", response.status),
+    };
     let hint = refusal_hint(&detail, class);
-    let message = format!(
-        "oauth2 token endpoint: http {}: {detail}{hint}",
-        response.status
-    );
-    Err(AttemptError::Token {
+    AttemptError::Token {
         class,
-        message: redactor.scrub(message.trim_end_matches(": ")),
-    })
+        message: redactor.scrub(&format!("oauth2 token endpoint: {status}{hint}")),
+    }
 }
 
 /// The form body of a token request: the grant, `scope`, `params`, and the client's
@@ -286,6 +301,49 @@ mod tests {
             "grant_type=client_credentials&scope=events.write&audience=https%3A%2F%2Fapi\
              &client_id=relay+id&client_secret=s3cret%26%3D"
         );
+    }
+
+    fn answer(status: u16, body: &str) -> ResponseInfo {
+        ResponseInfo {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn refusals_quote_the_oauth_error_and_are_classified() {
+        let redactor = Redactor::new(["s3cret-value"]);
+        let e = refusal(
+            &answer(
+                401,
+                r#"{"error":"invalid_client","error_description":"bad s3cret-value"}"#,
+            ),
+            &redactor,
+        );
+        assert_eq!(e.class(), FailureClass::TokenRefused);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("oauth2 token endpoint: http 401: invalid_client: bad ***; "),
+            "{text}"
+        );
+        let e = refusal(&answer(503, ""), &redactor);
+        assert_eq!(e.class(), FailureClass::TokenUnavailable);
+        assert_eq!(
+            e.to_string(),
+            "oauth2 token endpoint: http 503 (transient; retried)"
+        );
+        let e = granted(&answer(200, "<html>"), 1, &redactor).unwrap_err();
+        assert_eq!(e.class(), FailureClass::TokenRefused);
+        let token = granted(
+            &answer(200, r#"{"access_token":"t0k","expires_in":60}"#),
+            7,
+            &redactor,
+        )
+        .unwrap();
+        assert_eq!((token.generation, token.header.is_sensitive()), (7, true));
+        assert!(token.fresh());
     }
 
     #[test]
