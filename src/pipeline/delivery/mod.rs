@@ -430,3 +430,47 @@ async fn refused_connection() -> reqwest::Error {
         .await
         .unwrap_err()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, load};
+
+    fn config(rate: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay.toml"), "").unwrap();
+        std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+        let toml = format!(
+            "[[webhook]]\nname = \"w\"\nurl = \"https://h/\"\nbody_template = '{{}}'\n\
+             rate_limit = \"{rate}\"\n[webhook.auth]\ntype = \"oauth2\"\n\
+             token_url = \"https://idp/token\"\nclient_id = \"relay\"\n\
+             client_secret = \"${{CS}}\"\n"
+        );
+        std::fs::write(dir.path().join("webhooks/w.toml"), toml).unwrap();
+        load(dir.path(), &Env::from_pairs([("CS", "client-secret-1")])).unwrap()
+    }
+
+    #[test]
+    fn a_reload_keeps_the_token_and_an_unchanged_limiter() {
+        let first = Deliverer::new(&config("5/s")).unwrap();
+        let same = Deliverer::reloaded(&config("5/s"), &first).unwrap();
+        assert!(std::ptr::eq(
+            first.token_cache("w").unwrap(),
+            same.token_cache("w").unwrap()
+        ));
+        assert!(std::ptr::eq(
+            first.rate_limiter("w").unwrap(),
+            same.rate_limiter("w").unwrap()
+        ));
+        let changed = Deliverer::reloaded(&config("9/s"), &same).unwrap();
+        assert!(!std::ptr::eq(
+            same.rate_limiter("w").unwrap(),
+            changed.rate_limiter("w").unwrap()
+        ));
+        assert_eq!(changed.rate_limiter("w").unwrap().limit().count, 9);
+        assert!(std::ptr::eq(
+            same.token_cache("w").unwrap(),
+            changed.token_cache("w").unwrap()
+        ));
+    }
+}
