@@ -3,6 +3,7 @@
 //! errors, load warnings and lint findings alike), naming file, webhook and field.
 
 use super::output::{Style, plural, print_json};
+use super::webhooks::EndpointSettings;
 use crate::config::{self, Env, Problem, Severity, lint};
 use std::path::Path;
 
@@ -15,17 +16,30 @@ struct Report {
     webhooks: usize,
     active: usize,
     findings: Vec<Problem>,
+    /// Each webhook's auth type, signing, validators and rate limit, by name.
+    endpoints: Vec<serde_json::Value>,
 }
 
 /// Runs `check` on the config folder `dir`; exit 0 when there is no error (warnings allowed),
 /// 1 otherwise.
 pub fn run(dir: &Path, env: &Env, json: bool) -> u8 {
     let style = Style::detect();
+    let mut endpoints = Vec::new();
+    let mut lines = Vec::new();
     let (findings, webhooks, active) = match config::load(dir, env) {
         Ok(config) => {
             let mut findings = config.warnings.clone();
             findings.extend(lint::lint(&config));
             let active = config.webhooks.iter().filter(|w| w.is_active()).count();
+            for w in &config.webhooks {
+                let mut settings = serde_json::to_value(EndpointSettings::of(w))
+                    .unwrap_or_else(|_| serde_json::json!({}));
+                settings["webhook"] = serde_json::Value::String(w.name.clone());
+                endpoints.push(settings);
+                if let Some(line) = EndpointSettings::line(w) {
+                    lines.push(format!("webhook `{}`: {line}", w.name));
+                }
+            }
             (findings, config.webhooks.len(), active)
         }
         Err(e) => (e.problems, 0, 0),
@@ -40,6 +54,7 @@ pub fn run(dir: &Path, env: &Env, json: bool) -> u8 {
             webhooks,
             active,
             findings,
+            endpoints,
         });
     } else {
         for finding in &findings {
@@ -48,6 +63,9 @@ pub fn run(dir: &Path, env: &Env, json: bool) -> u8 {
                 Severity::Warning => style.warn("warning"),
             };
             println!("{label}: {finding}");
+        }
+        for line in &lines {
+            println!("{line}");
         }
         let summary = format!(
             "{}: {} ({active} active), {}, {}",

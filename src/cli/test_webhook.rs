@@ -6,6 +6,7 @@ use super::output::{Style, print_json, truncate};
 use super::target::{Target, parse_trigger};
 use crate::config::{Config, Webhook};
 use crate::model::event::Trigger;
+use crate::pipeline::delivery::validation::Validation;
 use crate::pipeline::delivery::{
     Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, ResponseInfo, Verdict,
 };
@@ -81,6 +82,19 @@ pub fn hint(class: FailureClass) -> &'static str {
         FailureClass::Builder => {
             "the request could not be built: check the webhook's headers and URL"
         }
+        FailureClass::TokenRefused => {
+            "the OAuth2 token endpoint refused the client: check auth.client_id, \
+             auth.client_secret, auth.scope and auth.client_auth (\"basic\" or \"body\") \
+             against the provider's settings; the error above says which"
+        }
+        FailureClass::TokenUnavailable => {
+            "the OAuth2 token endpoint is down or slow: this is transient and the worker would \
+             retry it; check auth.token_url and the provider's status"
+        }
+        FailureClass::ResponseMismatch { .. } => {
+            "the endpoint answered 2xx but its body failed the response validators: compare \
+             the response body above with the webhook's [[webhook.response_validators]]"
+        }
     }
 }
 
@@ -90,6 +104,9 @@ struct Invocation<'a> {
     webhook: &'a str,
     event_id: &'a str,
     event_source: &'a str,
+    /// `[webhook.auth]`'s type and where its token comes from, never the secret.
+    auth: Option<String>,
+    rate_limit: Option<String>,
     request: RequestData<'a>,
     attempts: Vec<AttemptData>,
     hint: Option<&'static str>,
@@ -113,6 +130,8 @@ struct AttemptData {
     response_body_truncated: bool,
     error: Option<String>,
     failure: Option<String>,
+    /// The response validators' verdicts, when the answer was 2xx.
+    validations: Vec<Validation>,
 }
 
 /// Runs `test`; returns the exit code.
@@ -214,6 +233,8 @@ impl Test<'_> {
             webhook: &webhook.name,
             event_id: &self.request.event_id.0,
             event_source: self.source,
+            auth: webhook.auth.as_ref().map(|a| a.describe()),
+            rate_limit: webhook.rate_limit.map(|r| r.show()),
             request: RequestData {
                 method: webhook.method.as_str(),
                 url: webhook.url.redacted(),
@@ -238,6 +259,7 @@ impl Test<'_> {
             response_body_truncated: response.is_some_and(|r| r.truncated),
             error: attempt.error.as_ref().map(ToString::to_string),
             failure: attempt.failure().map(|f| f.to_string()),
+            validations: attempt.validations.clone(),
         }
     }
 
@@ -253,6 +275,12 @@ impl Test<'_> {
         println!("{}", style.bold("Invocation data"));
         println!("  webhook    {} ({})", webhook.name, self.source);
         println!("  event id   {}", request.event_id);
+        if let Some(auth) = &webhook.auth {
+            println!("  auth       {}", auth.describe());
+        }
+        if let Some(rate) = webhook.rate_limit {
+            println!("  rate limit {rate} per worker");
+        }
         println!("{}", style.bold("Request"));
         println!("  {} {}", webhook.method, webhook.url.redacted());
         for (name, value) in request.shown_headers() {
@@ -272,6 +300,22 @@ impl Test<'_> {
                     println!("  no response after {} ms", attempt.latency.as_millis());
                     println!("  error      {}", truncate(&attempt.error_text(), 300));
                 }
+            }
+            for v in &attempt.validations {
+                let verdict = if v.passed {
+                    style.good("pass")
+                } else {
+                    style.bad("fail")
+                };
+                let found = v.found.as_deref().unwrap_or("(missing)");
+                println!(
+                    "  validator  {verdict} {} = {found} (expected one of {})",
+                    v.path,
+                    v.expected.join(", ")
+                );
+            }
+            if let Some(error) = attempt.error.as_ref().filter(|e| e.is_response_rejected()) {
+                println!("  error      {}", truncate(&error.to_string(), 300));
             }
         }
         if let Some(hint) = self.hint {

@@ -26,6 +26,8 @@ pub fn lint(config: &Config) -> Vec<Problem> {
         out.extend(retry_window_near_consumer_timeout(config, webhook));
         out.extend(batch_cannot_fill(config, webhook));
         out.extend(inline_secrets(webhook));
+        out.extend(validator_problems(webhook));
+        out.extend(rate_limit_parks(webhook));
     }
     out.extend(duplicates(&config.webhooks));
     out
@@ -101,6 +103,90 @@ fn retry_window_near_consumer_timeout(config: &Config, webhook: &Webhook) -> Opt
             limit
         );
         finding(webhook, Severity::Warning, "delivery.retry_window", message)
+    })
+}
+
+/// Response validators that can hardly be meant: an `expected` list mixing types, a string
+/// that spells a number or boolean (a JSON `200` never equals `"200"`), a path validated
+/// twice (both must pass).
+fn validator_problems(webhook: &Webhook) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, validator) in webhook.response_validators.iter().enumerate() {
+        let field = format!("response_validators[{i}]");
+        let path = validator.path.text.as_str();
+        if seen.contains(&path) {
+            let message = format!("`{path}` is validated twice; every validator must pass");
+            out.push(finding(
+                webhook,
+                Severity::Warning,
+                &format!("{field}.path"),
+                message,
+            ));
+        }
+        seen.push(path);
+        let kinds: std::collections::BTreeSet<&str> =
+            validator.expected.iter().map(json_kind).collect();
+        if kinds.len() > 1 {
+            let kinds: Vec<&str> = kinds.into_iter().collect();
+            let message = format!(
+                "mixes {}: a value matches only one of the same type; is that meant?",
+                kinds.join(" and ")
+            );
+            out.push(finding(
+                webhook,
+                Severity::Warning,
+                &format!("{field}.expected"),
+                message,
+            ));
+        }
+        for value in &validator.expected {
+            let Some(text) = value.as_str() else { continue };
+            let spelled = text.trim();
+            if spelled.parse::<f64>().is_ok() || matches!(spelled, "true" | "false" | "null") {
+                let message = format!(
+                    "\"{text}\" is a string: it never equals the JSON {spelled}; write                      {spelled} without quotes if the endpoint answers a {}",
+                    if spelled.parse::<f64>().is_ok() {
+                        "number"
+                    } else {
+                        "literal"
+                    }
+                );
+                out.push(finding(
+                    webhook,
+                    Severity::Warning,
+                    &format!("{field}.expected"),
+                    message,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The type of a JSON scalar, as `check` names it.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::String(_) => "strings",
+        serde_json::Value::Number(_) => "numbers",
+        serde_json::Value::Bool(_) => "booleans",
+        _ => "null",
+    }
+}
+
+/// A rate limit whose spacing is longer than the retry window: every delivery but the first
+/// of a burst parks in the retry queue instead of waiting in process.
+fn rate_limit_parks(webhook: &Webhook) -> Option<Problem> {
+    let limit = webhook.rate_limit?;
+    let interval = limit.per / limit.count;
+    (interval > webhook.delivery.retry_window).then(|| {
+        let message = format!(
+            "{limit} spaces requests {} apart, more than delivery.retry_window ({}): every \
+             delivery after the first of a burst will wait in the retry queue",
+            crate::config::show_duration(interval),
+            crate::config::show_duration(webhook.delivery.retry_window),
+        );
+        finding(webhook, Severity::Warning, "rate_limit", message)
     })
 }
 
@@ -209,6 +295,10 @@ fn same_behaviour(a: &Webhook, b: &Webhook) -> bool {
         && a.headers.iter().zip(&b.headers).all(|(x, y)| {
             x.name.eq_ignore_ascii_case(&y.name) && x.value.expose() == y.value.expose()
         })
+        && a.auth.as_ref().map(|x| x.describe()) == b.auth.as_ref().map(|x| x.describe())
+        && a.signing.is_some() == b.signing.is_some()
+        && a.response_validators == b.response_validators
+        && a.rate_limit == b.rate_limit
 }
 
 /// A template path written the way the schema lists it: `data.access_groups.[0].name`.
@@ -320,6 +410,34 @@ mod tests {
             "{}",
             findings[0]
         );
+    }
+
+    #[test]
+    fn validators_that_can_hardly_be_meant_and_parking_rate_limits_are_warned() {
+        let extra = "rate_limit = \"2/m\"\n\
+                     [[webhook.response_validators]]\npath = \"$.data.status\"\n\
+                     expected = [\"ok\", 200]\n\
+                     [[webhook.response_validators]]\npath = \"$.data.status\"\n\
+                     expected = [\"200\"]\n";
+        let findings = lint(&config_with(&hook("a", "{}", extra), ""));
+        let fields: Vec<&str> = findings
+            .iter()
+            .map(|f| f.field.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "response_validators[0].expected",
+                "response_validators[1].path",
+                "response_validators[1].expected",
+                "rate_limit"
+            ],
+            "{findings:?}"
+        );
+        assert!(findings.iter().all(|f| f.severity == Severity::Warning));
+        assert!(findings[0].message.contains("mixes numbers and strings"));
+        assert!(findings[2].message.contains("never equals the JSON 200"));
+        assert!(findings[3].message.contains("retry queue"));
     }
 
     #[test]

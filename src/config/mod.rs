@@ -45,8 +45,12 @@ pub use env::{Env, Interpolated, interpolate};
 pub use problem::{ConfigError, Problem, Severity};
 pub use relay::{HttpSettings, LogFormat, Policy, ShutdownSettings};
 pub use webhook::{
-    Filters, Header, Method, Status, Webhook, WebhookUrl, is_json_content_type, valid_name,
+    Auth, ClientAuth, Filters, Header, JsonPath, Method, OAuth2, PathStep, RateLimit,
+    ResponseValidator, Signing, Status, WHSEC_PREFIX, Webhook, WebhookUrl, decode_whsec,
+    is_json_content_type, valid_name,
 };
+
+pub(crate) use webhook::basic_credential;
 
 use crate::redact::Redactor;
 use problem::{Findings, Place};

@@ -20,17 +20,21 @@ pub enum Reason {
     RedeliveryLimit,
     /// The message is larger than `amqp.max_message_bytes`; dead-lettered without parsing.
     TooLarge,
+    /// The endpoint answered 2xx, but its body failed the webhook's response validators (not
+    /// JSON, or a value missing or not among the expected ones).
+    ResponseRejected,
 }
 
 impl Reason {
     /// Every reason, for parsing and listing.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::DeliveryFailed,
         Reason::Rejected,
         Reason::RenderFailed,
         Reason::InvalidEvent,
         Reason::RedeliveryLimit,
         Reason::TooLarge,
+        Reason::ResponseRejected,
     ];
 
     /// The header value, e.g. `delivery_failed`.
@@ -42,6 +46,7 @@ impl Reason {
             Reason::InvalidEvent => "invalid_event",
             Reason::RedeliveryLimit => "redelivery_limit",
             Reason::TooLarge => "too_large",
+            Reason::ResponseRejected => "response_rejected",
         }
     }
 

@@ -2,10 +2,17 @@
 //! [`Webhook`]: an immutable rule with its URL checked against the policy, its headers and
 //! secrets known, and its template compiled.
 
+mod endpoint;
+mod endpoint_check;
 mod spec;
 mod target;
 mod validate;
 
+pub use endpoint::{
+    Auth, ClientAuth, JsonPath, OAuth2, PathStep, RateLimit, ResponseValidator, Signing,
+    WHSEC_PREFIX, decode_whsec,
+};
+pub(crate) use endpoint_check::basic_credential;
 pub(crate) use spec::WebhookSpec;
 pub(crate) use validate::{WebhookContext, validate};
 
@@ -112,6 +119,17 @@ pub struct WebhookUrl {
 }
 
 impl WebhookUrl {
+    /// A URL written out (no `${VAR}`), shown redacted like one from a file; for unit tests
+    /// that need a webhook URL without loading a config.
+    #[cfg(test)]
+    pub(crate) fn for_tests(url: url::Url) -> Self {
+        let shown = redact::redact_parsed_url(&url);
+        WebhookUrl {
+            url: Secret::new(url),
+            shown,
+        }
+    }
+
     /// The URL to send to. Never print it: use `Display`, which is redacted.
     pub fn expose(&self) -> &url::Url {
         self.url.expose()
@@ -192,6 +210,14 @@ pub struct Webhook {
     /// Fields that hold a secret written into the file instead of taken from `${VAR}`, e.g.
     /// `url (query parameter token)` or `headers.Authorization`. `check` warns about them.
     pub inline_secrets: Vec<String>,
+    /// `[webhook.auth]`: how each request authenticates, if at all.
+    pub auth: Option<Auth>,
+    /// `[webhook.signing]`: Standard Webhooks signatures, if set.
+    pub signing: Option<Signing>,
+    /// `[[webhook.response_validators]]`: what a 2xx answer's body must hold.
+    pub response_validators: Vec<ResponseValidator>,
+    /// `rate_limit`: most requests per period this process sends to the webhook.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Webhook {

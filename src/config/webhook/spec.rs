@@ -1,5 +1,6 @@
 //! One `[[webhook]]` table as written, before validation.
 
+use super::endpoint::{AuthSpec, SigningSpec, ValidatorSpec};
 use super::{Filters, Method, Status};
 use crate::config::batch::BatchSpec;
 use crate::config::delivery::DeliveryOverrides;
@@ -36,6 +37,11 @@ pub(crate) struct WebhookSpec {
     #[serde(default)]
     pub delivery: DeliveryOverrides,
     pub batch: Option<BatchSpec>,
+    pub auth: Option<AuthSpec>,
+    pub signing: Option<SigningSpec>,
+    #[serde(default)]
+    pub response_validators: Vec<ValidatorSpec>,
+    pub rate_limit: Option<String>,
 }
 
 impl fmt::Debug for WebhookSpec {
@@ -59,6 +65,10 @@ impl fmt::Debug for WebhookSpec {
             .field("filters", &self.filters)
             .field("delivery", &self.delivery)
             .field("batch", &self.batch)
+            .field("auth", &self.auth)
+            .field("signing", &self.signing.as_ref().map(|s| s.secrets.len()))
+            .field("response_validators", &self.response_validators)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }

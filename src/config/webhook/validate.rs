@@ -60,6 +60,10 @@ pub(crate) fn validate(
     let template = check.template(json_body);
     let batch = check.batch(json_body);
     let delivery = check.delivery();
+    let auth = check.auth(&headers);
+    let signing = check.signing();
+    let response_validators = check.response_validators();
+    let rate_limit = check.rate_limit();
     let inline_secrets = check.inline_secrets;
     if found.error_count() > errors_before {
         return None;
@@ -84,26 +88,30 @@ pub(crate) fn validate(
         source: file.to_path_buf(),
         batch,
         inline_secrets,
+        auth,
+        signing,
+        response_validators,
+        rate_limit,
     })
 }
 
 /// One webhook being validated: what it checks, and where it records what it finds.
-struct Check<'a> {
-    spec: &'a WebhookSpec,
-    place: Place<'a>,
-    ctx: &'a WebhookContext<'a>,
-    found: &'a mut Findings,
+pub(super) struct Check<'a> {
+    pub(super) spec: &'a WebhookSpec,
+    pub(super) place: Place<'a>,
+    pub(super) ctx: &'a WebhookContext<'a>,
+    pub(super) found: &'a mut Findings,
     /// Fields that hold a secret written into the file rather than taken from `${VAR}`.
     inline_secrets: Vec<String>,
 }
 
 impl Check<'_> {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, field: &str, message: impl Into<String>) {
         self.found.push(self.place.problem(field, message));
     }
 
     /// Warns that the secret `what` in `field` is too short to be masked everywhere.
-    fn warn_short(&mut self, field: &str, what: &str) {
+    pub(super) fn warn_short(&mut self, field: &str, what: &str) {
         self.found
             .warn(self.place.problem(field, short_secret_message(what)));
     }
@@ -341,7 +349,13 @@ mod tests {
     fn check(toml: &str) -> (Option<Webhook>, Vec<Problem>) {
         let table: toml::Table = toml.parse().unwrap();
         let spec: WebhookSpec = table["webhook"][0].clone().try_into().unwrap();
-        let env = Env::from_pairs([("TOKEN", "tok-123456")]);
+        let env = Env::from_pairs([
+            ("TOKEN", "tok-123456"),
+            ("PW", "pa:ss word"),
+            ("CS", "client-secret-1"),
+            ("WHSEC", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+            ("BAD_WHSEC", "whsec_???"),
+        ]);
         let ctx = WebhookContext {
             config_dir: Path::new("."),
             env: &env,
@@ -406,5 +420,128 @@ mod tests {
             ]
         );
         assert!(problems.iter().all(|p| p.webhook.as_deref() == Some("a b")));
+    }
+
+    const BASE: &str = "[[webhook]]\nname = \"a\"\nurl = \"https://h/\"\nbody_template = \"{}\"\n";
+
+    fn fields(problems: &[Problem]) -> Vec<String> {
+        problems
+            .iter()
+            .map(|p| p.field.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn auth_secrets_come_from_the_environment_and_are_known() {
+        let (webhook, problems) = check(&format!(
+            "{BASE}[webhook.auth]\ntype = \"basic\"\nusername = \"relay\"\npassword = \"${{PW}}\"\n"
+        ));
+        assert_eq!(problems, Vec::new());
+        let webhook = webhook.unwrap();
+        let Some(crate::config::Auth::Basic { header, username }) = &webhook.auth else {
+            panic!("{:?}", webhook.auth);
+        };
+        assert_eq!(username, "relay");
+        assert_eq!(header.expose(), "Basic cmVsYXk6cGE6c3Mgd29yZA==");
+
+        let (webhook, problems) = check(&format!(
+            "{BASE}[webhook.auth]\ntype = \"bearer\"\ntoken = \"written-in-the-file\"\n"
+        ));
+        assert!(webhook.is_none());
+        assert_eq!(fields(&problems), ["auth.token"]);
+        assert!(problems[0].message.contains("${VAR}"), "{}", problems[0]);
+        assert!(!problems[0].to_string().contains("written-in-the-file"));
+    }
+
+    #[test]
+    fn auth_next_to_an_authorization_header_is_refused() {
+        let (_, problems) = check(&format!(
+            "{BASE}headers = {{ Authorization = \"Bearer ${{TOKEN}}\" }}\n\
+             [webhook.auth]\ntype = \"bearer\"\ntoken = \"${{TOKEN}}\"\n"
+        ));
+        assert_eq!(fields(&problems), ["auth"]);
+    }
+
+    #[test]
+    fn oauth2_needs_a_policy_url_and_keeps_relay_fields_out_of_params() {
+        let (webhook, problems) = check(&format!(
+            "{BASE}[webhook.auth]\ntype = \"oauth2\"\ntoken_url = \"https://idp/token\"\n\
+             client_id = \"relay\"\nclient_secret = \"${{CS}}\"\nscope = \"w\"\n\
+             client_auth = \"body\"\nparams = {{ audience = \"api\" }}\n"
+        ));
+        assert_eq!(problems, Vec::new());
+        let webhook = webhook.unwrap();
+        assert!(!format!("{webhook:?}").contains("client-secret-1"));
+        let Some(crate::config::Auth::OAuth2(oauth)) = &webhook.auth else {
+            panic!("not oauth2");
+        };
+        assert_eq!(oauth.client_auth, crate::config::ClientAuth::Body);
+        assert_eq!(oauth.params["audience"].expose(), "api");
+
+        let (_, problems) = check(&format!(
+            "{BASE}[webhook.auth]\ntype = \"oauth2\"\ntoken_url = \"http://idp:8443/token\"\n\
+             client_id = \"relay\"\nclient_secret = \"${{CS}}\"\n\
+             params = {{ grant_type = \"password\" }}\n"
+        ));
+        assert_eq!(
+            fields(&problems),
+            ["auth.token_url", "auth.params.grant_type"]
+        );
+    }
+
+    #[test]
+    fn signing_secrets_must_be_whsec_from_the_environment() {
+        let (webhook, problems) = check(&format!(
+            "{BASE}[webhook.signing]\nsecrets = [\"${{WHSEC}}\", \"${{WHSEC}}\"]\n"
+        ));
+        assert_eq!(problems, Vec::new());
+        assert_eq!(webhook.unwrap().signing.unwrap().keys.len(), 2);
+        let (webhook, problems) = check(&format!(
+            "{BASE}[webhook.signing]\nsecrets = [\"${{BAD_WHSEC}}\", \"whsec_AAAA\"]\n"
+        ));
+        assert!(webhook.is_none());
+        assert_eq!(
+            fields(&problems),
+            ["signing.secrets[0]", "signing.secrets[1]"]
+        );
+        assert!(problems.iter().all(|p| !p.to_string().contains("???")));
+    }
+
+    #[test]
+    fn validators_need_a_path_and_scalars() {
+        let (webhook, problems) = check(&format!(
+            "{BASE}[[webhook.response_validators]]\npath = \"$.data.status\"\n\
+             expected = [\"ok\", 1, true]\nretry_on_mismatch = true\n"
+        ));
+        assert_eq!(problems, Vec::new());
+        let validators = webhook.unwrap().response_validators;
+        assert_eq!(validators.len(), 1);
+        assert!(validators[0].retry_on_mismatch);
+        let (_, problems) = check(&format!(
+            "{BASE}[[webhook.response_validators]]\npath = \"data.status\"\nexpected = [\"ok\"]\n\
+             [[webhook.response_validators]]\npath = \"$.a\"\nexpected = []\n\
+             [[webhook.response_validators]]\npath = \"$.b\"\nexpected = [[1]]\n"
+        ));
+        assert_eq!(
+            fields(&problems),
+            [
+                "response_validators[0].path",
+                "response_validators[1].expected",
+                "response_validators[2].expected"
+            ]
+        );
+    }
+
+    #[test]
+    fn rate_limits_parse() {
+        let (webhook, problems) = check(&format!("rate_limit = \"20/s\"\n{BASE}").replace(
+            "rate_limit = \"20/s\"\n[[webhook]]\n",
+            "[[webhook]]\nrate_limit = \"20/s\"\n",
+        ));
+        assert_eq!(problems, Vec::new());
+        assert_eq!(webhook.unwrap().rate_limit.unwrap().show(), "20/s");
+        let (_, problems) =
+            check(&BASE.replace("[[webhook]]\n", "[[webhook]]\nrate_limit = \"fast\"\n"));
+        assert_eq!(fields(&problems), ["rate_limit"]);
     }
 }

@@ -4,6 +4,8 @@
 use super::classify::{FailureClass, Verdict};
 use super::error::AttemptError;
 use super::request::DeliveryRequest;
+use super::validation::{self, Validation};
+use crate::config::ResponseValidator;
 use crate::redact::Redactor;
 use std::time::{Duration, SystemTime};
 
@@ -46,6 +48,9 @@ pub struct Attempt {
     pub error: Option<AttemptError>,
     /// What to do next.
     pub verdict: Verdict,
+    /// The response validators' verdicts on a 2xx answer (empty without validators or
+    /// without a 2xx answer).
+    pub validations: Vec<Validation>,
 }
 
 impl Attempt {
@@ -76,6 +81,51 @@ impl Attempt {
             response,
             error,
             verdict,
+            validations: Vec::new(),
+        }
+    }
+
+    /// An attempt that failed before reaching the webhook (no token), after `latency`.
+    pub(super) fn failed(number: u32, latency: Duration, error: AttemptError) -> Self {
+        let verdict = error.class().verdict();
+        Attempt {
+            number,
+            latency,
+            response: None,
+            error: Some(error),
+            verdict,
+            validations: Vec::new(),
+        }
+    }
+
+    /// The same attempt judged by `validators` too: a 2xx answer whose body fails one becomes
+    /// a `response rejected` failure, permanent unless a failing validator says
+    /// `retry_on_mismatch`. Other answers are left as they are.
+    pub(super) fn validated(self, validators: &[ResponseValidator], redactor: &Redactor) -> Self {
+        let Some(response) = self.response.as_ref() else {
+            return self;
+        };
+        if validators.is_empty() || self.verdict != Verdict::Success {
+            return self;
+        }
+        let (validations, mismatches) = validation::check(validators, response, redactor);
+        if mismatches.is_empty() {
+            return Attempt {
+                validations,
+                ..self
+            };
+        }
+        let retryable = validations.iter().any(|v| !v.passed && v.retry_on_mismatch);
+        let error = AttemptError::Response {
+            status: response.status,
+            mismatches,
+            retryable,
+        };
+        Attempt {
+            verdict: error.class().verdict(),
+            error: Some(error),
+            validations,
+            ..self
         }
     }
 

@@ -25,6 +25,18 @@ pub enum FailureClass {
     Request,
     /// The request could not even be built (bad header value, …).
     Builder,
+    /// The OAuth2 token endpoint refused the client or its grant (`invalid_client`, …), or
+    /// answered without a token: the same every time.
+    TokenRefused,
+    /// The OAuth2 token endpoint could not give a token now (5xx, 408, 429, timeout,
+    /// network): worth another try.
+    TokenUnavailable,
+    /// The endpoint answered 2xx but its body failed the response validators; retried only
+    /// when a failing validator says `retry_on_mismatch`.
+    ResponseMismatch {
+        /// Whether a failing validator asks for a retry.
+        retryable: bool,
+    },
 }
 
 impl fmt::Display for FailureClass {
@@ -37,6 +49,9 @@ impl fmt::Display for FailureClass {
             FailureClass::Status(s) => write!(f, "http {s}"),
             FailureClass::Request => f.write_str("request"),
             FailureClass::Builder => f.write_str("builder"),
+            FailureClass::TokenRefused => f.write_str("token refused"),
+            FailureClass::TokenUnavailable => f.write_str("token unavailable"),
+            FailureClass::ResponseMismatch { .. } => f.write_str("response rejected"),
         }
     }
 }
@@ -66,13 +81,27 @@ impl FailureClass {
         }
     }
 
+    /// The class of a token endpoint's non-2xx answer: transient like a delivery's (408, 429,
+    /// 5xx) or a refusal.
+    pub fn of_token_status(status: u16) -> Self {
+        match Verdict::of_status(status, None, SystemTime::now()) {
+            Verdict::Retry { .. } => FailureClass::TokenUnavailable,
+            Verdict::Success | Verdict::Permanent => FailureClass::TokenRefused,
+        }
+    }
+
     /// The verdict for this class. Network, TLS and timeout failures are retried; a request
     /// that cannot be built is permanent; a status is judged by [`Verdict::of_status`] (with no
-    /// `Retry-After`).
+    /// `Retry-After`). A token endpoint that is down is retried, one that refuses the client
+    /// is not; a response the validators refuse is retried only when asked.
     pub fn verdict(self) -> Verdict {
         match self {
             FailureClass::Status(status) => Verdict::of_status(status, None, SystemTime::now()),
-            FailureClass::Builder => Verdict::Permanent,
+            FailureClass::Builder | FailureClass::TokenRefused => Verdict::Permanent,
+            FailureClass::ResponseMismatch { retryable: false } => Verdict::Permanent,
+            FailureClass::ResponseMismatch { retryable: true } | FailureClass::TokenUnavailable => {
+                Verdict::Retry { retry_after: None }
+            }
             FailureClass::Dns
             | FailureClass::Connect
             | FailureClass::Tls
@@ -280,6 +309,35 @@ mod tests {
     #[test]
     fn unbuildable_request_is_permanent() {
         assert_eq!(FailureClass::Builder.verdict(), Verdict::Permanent);
+    }
+
+    #[test]
+    fn a_token_endpoint_that_is_down_is_retried_one_that_refuses_is_not() {
+        assert!(FailureClass::TokenUnavailable.verdict().is_retryable());
+        assert_eq!(FailureClass::TokenRefused.verdict(), Verdict::Permanent);
+    }
+
+    #[test]
+    fn a_response_mismatch_is_permanent_unless_asked() {
+        let class = |retryable| FailureClass::ResponseMismatch { retryable };
+        assert_eq!(class(false).verdict(), Verdict::Permanent);
+        assert!(class(true).verdict().is_retryable());
+    }
+
+    #[test]
+    fn token_endpoint_statuses_are_classified_like_delivery_statuses() {
+        for (status, class) in [
+            (500, FailureClass::TokenUnavailable),
+            (503, FailureClass::TokenUnavailable),
+            (429, FailureClass::TokenUnavailable),
+            (408, FailureClass::TokenUnavailable),
+            (400, FailureClass::TokenRefused),
+            (401, FailureClass::TokenRefused),
+            (403, FailureClass::TokenRefused),
+            (302, FailureClass::TokenRefused),
+        ] {
+            assert_eq!(FailureClass::of_token_status(status), class, "{status}");
+        }
     }
 
     #[test]

@@ -80,6 +80,38 @@ pub enum AttemptError {
         /// Logz.io's line counts, when a 400 answer carries them.
         line_counts: Option<LineCounts>,
     },
+    /// The OAuth2 token endpoint gave no token, so the webhook was not called.
+    #[error("{message}")]
+    Token {
+        /// [`FailureClass::TokenRefused`] or [`FailureClass::TokenUnavailable`].
+        class: FailureClass,
+        /// `oauth2 token endpoint: …` with a hint, scrubbed.
+        message: String,
+    },
+    /// A 2xx answer whose body failed the response validators.
+    #[error(fmt = rejected_line)]
+    Response {
+        /// The 2xx status.
+        status: u16,
+        /// What failed: which path had which value, or why the body could not be read.
+        mismatches: Vec<String>,
+        /// Whether a failing validator asks for a retry (`retry_on_mismatch`).
+        retryable: bool,
+    },
+}
+
+/// `response rejected (http 200): $.data.status is "error", expected one of "ok"`.
+fn rejected_line(
+    status: &u16,
+    mismatches: &[String],
+    _: &bool,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    write!(
+        f,
+        "response rejected (http {status}): {}",
+        mismatches.join("; ")
+    )
 }
 
 /// How much of a response body an error text quotes, in characters.
@@ -121,14 +153,25 @@ impl AttemptError {
         match self {
             AttemptError::Transport { class, .. } => *class,
             AttemptError::Status { status, .. } => FailureClass::Status(*status),
+            AttemptError::Token { class, .. } => *class,
+            AttemptError::Response { retryable, .. } => FailureClass::ResponseMismatch {
+                retryable: *retryable,
+            },
         }
+    }
+
+    /// Whether the endpoint answered 2xx and the response validators refused the body.
+    pub fn is_response_rejected(&self) -> bool {
+        matches!(self, AttemptError::Response { .. })
     }
 
     /// The HTTP status, when the endpoint answered.
     pub fn status_code(&self) -> Option<u16> {
         match self {
-            AttemptError::Transport { .. } => None,
-            AttemptError::Status { status, .. } => Some(*status),
+            AttemptError::Transport { .. } | AttemptError::Token { .. } => None,
+            AttemptError::Status { status, .. } | AttemptError::Response { status, .. } => {
+                Some(*status)
+            }
         }
     }
 
@@ -136,7 +179,9 @@ impl AttemptError {
     pub fn line_counts(&self) -> Option<LineCounts> {
         match self {
             AttemptError::Status { line_counts, .. } => *line_counts,
-            AttemptError::Transport { .. } => None,
+            AttemptError::Transport { .. }
+            | AttemptError::Token { .. }
+            | AttemptError::Response { .. } => None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! What delivery sends: a [`DeliveryRequest`] (a rendered body for one webhook) and the HTTP
 //! request it becomes, with the webhook's headers and the ones the relay adds.
 
-use crate::config::Webhook;
+use super::signing::{self, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use crate::config::{Auth, Method, Webhook};
 use crate::model::event::EventId;
 use crate::pipeline::outcome::RetryState;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -45,7 +46,9 @@ impl DeliveryRequest {
         header_safe(&format!("{}:{}", self.webhook.name, self.event_id))
     }
 
-    /// Every header as sent, with secret values shown as `***`.
+    /// Every header as sent, with secret values shown as `***`: the credential of
+    /// `[webhook.auth]` as `Bearer ***` or `Basic ***`, each signature as `v1,***`, and the
+    /// signing timestamp as `<attempt time>` (each attempt has its own).
     pub fn shown_headers(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = self
             .webhook
@@ -53,7 +56,22 @@ impl DeliveryRequest {
             .iter()
             .map(|h| (h.name.clone(), h.shown_value().to_string()))
             .collect();
+        if let Some(auth) = &self.webhook.auth {
+            let scheme = match auth {
+                Auth::Basic { .. } => "Basic ***",
+                Auth::Bearer { .. } | Auth::OAuth2(_) => "Bearer ***",
+            };
+            out.push(("Authorization".to_string(), scheme.to_string()));
+        }
         out.extend(self.relay_headers());
+        if let Some(signing) = &self.webhook.signing {
+            out.push((WEBHOOK_ID.to_string(), self.idempotency_key()));
+            out.push((WEBHOOK_TIMESTAMP.to_string(), "<attempt time>".to_string()));
+            out.push((
+                WEBHOOK_SIGNATURE.to_string(),
+                signing::shown_signature(signing),
+            ));
+        }
         out
     }
 
@@ -71,15 +89,26 @@ impl DeliveryRequest {
     }
 
     /// The HTTP request on `client`, with the webhook's headers (`parsed`, when they were
-    /// parsed up front), the relay's headers and the body.
+    /// parsed up front), `authorization` (from `[webhook.auth]`), the relay's headers, the
+    /// Standard Webhooks headers signed at `now` (Unix seconds) when the webhook signs, and the
+    /// body.
     pub(super) fn build(
         &self,
         client: &reqwest::Client,
         parsed: Option<&HeaderMap>,
+        authorization: Option<&HeaderValue>,
+        now: u64,
     ) -> reqwest::RequestBuilder {
         let webhook = &self.webhook;
-        let method = reqwest::Method::from_bytes(webhook.method.as_str().as_bytes())
-            .unwrap_or(reqwest::Method::POST);
+        let method = match webhook.method {
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Get => reqwest::Method::GET,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        // The URL was parsed once at config load; the request takes a copy of the parsed
+        // value, never its text (reqwest itself still derives its `http::Uri` from it).
         let mut builder = client
             .request(method, webhook.url.expose().clone())
             .timeout(webhook.delivery.timeout);
@@ -92,8 +121,19 @@ impl DeliveryRequest {
                 }
             }
         }
+        if let Some(value) = authorization {
+            builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
+        }
         for (name, value) in self.relay_headers() {
             builder = builder.header(name, value);
+        }
+        if let Some(signing) = &webhook.signing {
+            let id = self.idempotency_key();
+            let signature = signing::signature(signing, &id, now, &self.body);
+            builder = builder
+                .header(WEBHOOK_ID, id)
+                .header(WEBHOOK_TIMESTAMP, now.to_string())
+                .header(WEBHOOK_SIGNATURE, signature);
         }
         if !self.body.is_empty() {
             builder = builder.body(self.body.clone());
@@ -115,6 +155,19 @@ pub fn header_safe(text: &str) -> String {
     out
 }
 
+/// The `Authorization` value of a static `[webhook.auth]` (bearer or basic), marked
+/// sensitive; `None` for OAuth2 (fetched per token) or no auth, or when it does not parse.
+pub(super) fn static_authorization(webhook: &Webhook) -> Option<HeaderValue> {
+    let text = match webhook.auth.as_ref()? {
+        Auth::Bearer { token } => format!("Bearer {}", token.expose()),
+        Auth::Basic { header, .. } => header.expose().clone(),
+        Auth::OAuth2(_) => return None,
+    };
+    let mut value = HeaderValue::from_str(&text).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// A webhook's headers as a ready header map (secret values marked sensitive), or `None` when
 /// one does not parse.
 pub(super) fn header_map(webhook: &Webhook) -> Option<HeaderMap> {
@@ -126,4 +179,89 @@ pub(super) fn header_map(webhook: &Webhook) -> Option<HeaderMap> {
         map.append(name, value);
     }
     Some(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, load};
+
+    /// The request for webhook `extra` (TOML after `url`) from a loaded config.
+    fn request(extra: &str) -> DeliveryRequest {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay.toml"), "").unwrap();
+        std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+        let toml = format!(
+            "[[webhook]]\nname = \"w\"\nurl = \"https://h/\"\nbody_template = '{{}}'\n{extra}"
+        );
+        std::fs::write(dir.path().join("webhooks/w.toml"), toml).unwrap();
+        let env = Env::from_pairs([
+            ("TOKEN", "bearer-token-1"),
+            ("WHSEC", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+        ]);
+        let config = load(dir.path(), &env).unwrap();
+        DeliveryRequest {
+            webhook: Arc::clone(&config.webhooks[0]),
+            event_id: EventId("evt-1".into()),
+            body: bytes::Bytes::from_static(b"{}"),
+            prior: None,
+            batch_size: None,
+        }
+    }
+
+    #[test]
+    fn signed_requests_carry_the_standard_webhooks_headers_and_auth() {
+        crate::tls::install_crypto_provider();
+        let request = request(
+            "[webhook.auth]\ntype = \"bearer\"\ntoken = \"${TOKEN}\"\n\
+             [webhook.signing]\nsecrets = [\"${WHSEC}\"]\n",
+        );
+        let auth = static_authorization(&request.webhook).unwrap();
+        assert!(auth.is_sensitive());
+        let built = request
+            .build(&reqwest::Client::new(), None, Some(&auth), 1649367553)
+            .build()
+            .unwrap();
+        let header = |name: &str| built.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("authorization"), "Bearer bearer-token-1");
+        assert_eq!(header(WEBHOOK_ID), "w:evt-1");
+        assert_eq!(header(WEBHOOK_ID), header(IDEMPOTENCY_HEADER));
+        assert_eq!(header(WEBHOOK_TIMESTAMP), "1649367553");
+        let signing = request.webhook.signing.as_ref().unwrap();
+        assert_eq!(
+            header(WEBHOOK_SIGNATURE),
+            signing::signature(signing, "w:evt-1", 1649367553, b"{}")
+        );
+
+        let shown = request.shown_headers();
+        let shown = |name: &str| {
+            shown
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(shown("authorization").as_deref(), Some("Bearer ***"));
+        assert_eq!(shown(WEBHOOK_SIGNATURE).as_deref(), Some("v1,***"));
+        assert_eq!(shown(WEBHOOK_ID).as_deref(), Some("w:evt-1"));
+    }
+
+    #[test]
+    fn unsigned_requests_without_auth_carry_neither() {
+        crate::tls::install_crypto_provider();
+        let request = request("");
+        assert!(static_authorization(&request.webhook).is_none());
+        let built = request
+            .build(&reqwest::Client::new(), None, None, 1)
+            .build()
+            .unwrap();
+        for name in [
+            "authorization",
+            WEBHOOK_ID,
+            WEBHOOK_SIGNATURE,
+            WEBHOOK_TIMESTAMP,
+        ] {
+            assert!(!built.headers().contains_key(name), "{name}");
+        }
+        assert_eq!(built.method(), reqwest::Method::POST);
+    }
 }

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 const MIN_SLOT_WAIT: Duration = Duration::from_millis(10);
 
 /// Why a delivery parks without an attempt when no slot came in time.
-const NO_SLOT: &str =
-    "no free slot under delivery.concurrency within retry_window: the endpoint is slow";
+const NO_SLOT: &str = "no free slot under delivery.concurrency or rate_limit within \
+                       retry_window: the endpoint is slow or rate limited";
 /// Why a delivery parks without an attempt when the circuit is open.
 const CIRCUIT_OPEN: &str = "circuit open: the endpoint failed repeatedly; waiting for a probe";
 /// Why a delivery gives up when the circuit stayed open past `max_elapsed`.
@@ -30,10 +30,12 @@ const CIRCUIT_OUTLASTED: &str = "circuit open until max_elapsed ran out: the end
 /// What the retry loop needs from the path to one webhook. The deliverer provides it over the
 /// shared client; the tests below script it.
 pub(super) trait Endpoint {
-    /// A place under the webhook's concurrency limit, held while an attempt runs.
+    /// A place under the webhook's concurrency limit (and its turn under the rate limit),
+    /// held while an attempt runs.
     type Slot: Send;
-    /// Waits for a slot.
-    fn slot(&self) -> impl Future<Output = Self::Slot> + Send;
+    /// Waits for a slot for at most `wait`; `None` when none comes in time (a rate-limit turn
+    /// that would come later is refused at once, without being reserved).
+    fn slot(&self, wait: Duration) -> impl Future<Output = Option<Self::Slot>> + Send;
     /// Asks the webhook's circuit whether an attempt may go now.
     fn admit(&self) -> Admission;
     /// Makes attempt `number` in `slot`; the slot is free again when it returns.
@@ -116,7 +118,7 @@ async fn wait_for_slot<E: Endpoint>(
     cancel: &CancellationToken,
 ) -> Option<E::Slot> {
     tokio::select! {
-        slot = tokio::time::timeout(wait, endpoint.slot()) => slot.ok(),
+        slot = tokio::time::timeout(wait, endpoint.slot(wait)) => slot.ok().flatten(),
         _ = cancel.cancelled() => None,
     }
 }
@@ -268,8 +270,13 @@ impl Budget {
     }
 }
 
-/// The dead letter for `attempt`, the last one.
+/// The dead letter for `attempt`, the last one: `response_rejected` whenever the validators
+/// refused its answer, otherwise `reason`.
 fn give_up(reason: Reason, attempt: &Attempt) -> Outcome {
+    let reason = match &attempt.error {
+        Some(error) if error.is_response_rejected() => Reason::ResponseRejected,
+        _ => reason,
+    };
     Outcome::DeadLetter(
         Failure::new(reason, attempt.error_text())
             .with_attempts(attempt.number)
@@ -401,10 +408,11 @@ mod tests {
     impl Endpoint for Scripted {
         type Slot = ();
 
-        async fn slot(&self) {
+        async fn slot(&self, _wait: Duration) -> Option<()> {
             if !self.slot_free {
                 std::future::pending::<()>().await;
             }
+            Some(())
         }
 
         fn admit(&self) -> Admission {

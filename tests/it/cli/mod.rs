@@ -12,6 +12,7 @@ use webhook_relay::model::event::Trigger;
 
 mod check;
 mod dlq;
+mod endpoints;
 mod publish;
 mod render;
 mod test_webhook;
