@@ -163,7 +163,7 @@ pub struct Purged {
 }
 
 /// Deletes `entries`, each settled as removed (acked).
-pub async fn purge<'e>(entries: impl IntoIterator<Item = &'e Entry>) -> Purged {
+pub async fn purge(entries: &[&Entry]) -> Purged {
     let mut purged = Purged::default();
     let context = SettleContext::standalone(CancellationToken::new());
     for entry in entries {

@@ -30,8 +30,8 @@ pub(super) async fn run(broker: &Broker, config: &Config, args: &PurgeArgs, json
         Err(code) => return code,
     };
     let selected = args.filter.selection(Vec::new());
-    let dlq::Purged { deleted, errors } =
-        dlq::purge(entries.iter().filter(|e| selected.matches(e))).await;
+    let chosen: Vec<&dlq::Entry> = entries.iter().filter(|e| selected.matches(e)).collect();
+    let dlq::Purged { deleted, errors } = dlq::purge(&chosen).await;
     if json {
         print_json(&serde_json::json!({"deleted": deleted, "errors": errors}));
     } else {
