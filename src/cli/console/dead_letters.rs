@@ -213,6 +213,7 @@ pub async fn list(
     let mut note = None;
     let (mut rows, mut total, mut matching) = (Vec::new(), 0, 0);
     let page_number = filter.page.unwrap_or(1).max(1);
+    let reading = console.dead_letters.lock().await;
     match filter.selection() {
         Err(e) => note = Some(e),
         Ok(selection) => match connect(config).await {
@@ -245,6 +246,7 @@ pub async fn list(
             }
         },
     }
+    drop(reading);
     let pages = matching.div_ceil(PAGE_SIZE).max(1);
     page(ListPage {
         chrome: Chrome::new(&console, csrf, "dead-letters"),
@@ -288,6 +290,7 @@ pub async fn show(
     Query(query): Query<KeyQuery>,
 ) -> Response {
     let config = &console.config;
+    let _reading = console.dead_letters.lock().await;
     let broker = match connect(config).await {
         Ok(b) => b,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
@@ -432,6 +435,7 @@ pub async fn replay(
     }
     let config = &console.config;
     let action = Action::parse(&body);
+    let _reading = console.dead_letters.lock().await;
     let broker = match connect(config).await {
         Ok(b) => b,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
@@ -566,6 +570,7 @@ pub async fn purge(
     }
     let config = &console.config;
     let action = Action::parse(&body);
+    let _reading = console.dead_letters.lock().await;
     let broker = match connect(config).await {
         Ok(b) => b,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),

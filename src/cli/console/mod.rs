@@ -59,6 +59,9 @@ pub struct Console {
     pub auth: auth::Auth,
     /// The console's own registry (`/metrics`).
     pub metrics: Metrics,
+    /// Held while a request has the dead letters out of the queue (read, unacked): two
+    /// requests of this console reading at once would each see the other's as missing.
+    pub dead_letters: tokio::sync::Mutex<()>,
 }
 
 impl Console {
@@ -119,6 +122,7 @@ pub fn console(
         read_only,
         auth: auth::Auth::new(token),
         metrics: Metrics::new(),
+        dead_letters: tokio::sync::Mutex::new(()),
     })
 }
 

@@ -166,7 +166,10 @@ pub async fn webhooks(
     axum::Extension(csrf): axum::Extension<Csrf>,
 ) -> Response {
     let config = &console.config;
-    let figures = broker_figures(config).await;
+    let figures = {
+        let _reading = console.dead_letters.lock().await;
+        broker_figures(config).await
+    };
     let rows = config
         .webhooks
         .iter()
