@@ -23,6 +23,12 @@ use std::sync::{Arc, Mutex};
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "relay_console_session";
 
+/// How long a session lasts after its login; the cookie says the same.
+pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(12 * 60 * 60);
+
+/// How long a wrong token's answer is held back, so guessing is slow.
+const WRONG_TOKEN_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Largest form body a POST may carry (a pasted event for Render).
 pub const FORM_LIMIT: usize = 2 * 1024 * 1024;
 
@@ -36,8 +42,8 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 pub struct Auth {
     /// HMAC key and the token's tag under it; `None` when no login is required.
     token: Option<(hmac::Key, hmac::Tag)>,
-    /// Session id → its CSRF token.
-    sessions: Mutex<HashMap<String, String>>,
+    /// Session id → its CSRF token and when it started.
+    sessions: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// The CSRF token of requests without a session (the login form; every form when no
     /// login is required).
     anonymous_csrf: String,
@@ -73,15 +79,26 @@ impl Auth {
     }
 
     /// Whether `candidate` is the token, in time independent of where they differ.
-    fn token_matches(&self, candidate: &str) -> bool {
+    pub(super) fn token_matches(&self, candidate: &str) -> bool {
         self.token
             .as_ref()
             .is_some_and(|(key, tag)| hmac::verify(key, candidate.as_bytes(), tag.as_ref()).is_ok())
     }
 
-    /// The CSRF token of `session`, if it is a live session.
-    fn session_csrf(&self, session: &str) -> Option<String> {
-        self.sessions.lock().ok()?.get(session).cloned()
+    /// The CSRF token of `session`, if it is a live session. Expired sessions are dropped.
+    pub(super) fn session_csrf(&self, session: &str) -> Option<String> {
+        let mut sessions = self.sessions.lock().ok()?;
+        sessions.retain(|_, (_, started)| started.elapsed() < SESSION_LIFETIME);
+        sessions.get(session).map(|(csrf, _)| csrf.clone())
+    }
+
+    /// Starts a session; returns its id.
+    pub(super) fn start_session(&self) -> String {
+        let id = random_hex();
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(id.clone(), (random_hex(), std::time::Instant::now()));
+        }
+        id
     }
 }
 
@@ -106,7 +123,8 @@ fn session_label(session: &str) -> String {
     format!("session {hex}")
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The value of the cookie `name` in the request's `Cookie` headers.
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -118,7 +136,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Whether two CSRF tokens are equal, in time independent of where they differ.
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     let key = hmac::Key::new(hmac::HMAC_SHA256, b"csrf");
     hmac::verify(&key, a.as_bytes(), hmac::sign(&key, b.as_bytes()).as_ref()).is_ok()
 }
@@ -241,6 +259,7 @@ pub async fn login(
 ) -> Response {
     let auth = &console.auth;
     if !auth.token_matches(&form.token) {
+        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
         tracing::warn!(target: "console", who = who.0, "login refused: wrong token");
         console.count("login", "refused", 0);
         let mut response = page(LoginPage {
@@ -250,13 +269,13 @@ pub async fn login(
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     }
-    let id = random_hex();
-    if let Ok(mut sessions) = auth.sessions.lock() {
-        sessions.insert(id.clone(), random_hex());
-    }
+    let id = auth.start_session();
     tracing::info!(target: "console", who = who.0, session = session_label(&id), "logged in");
     console.count("login", "ok", 0);
-    let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_LIFETIME.as_secs()
+    );
     let mut response = Redirect::to("/").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
