@@ -44,9 +44,38 @@ async fn hostile_text_is_text_and_replay_reaches_the_endpoint() {
         "http 503",
     )
     .await;
+    // One delivery parked in `audit`'s retry queue, for the table's depth.
+    app.admin
+        .publisher()
+        .publish_confirmed(
+            "",
+            &webhook_relay::broker::topology::retry_queue(&app.config.amqp.queue, "audit"),
+            plain.to_string().as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .expect("park a delivery");
     let console = Console::start(&app, &[], &[]).await;
 
-    browser.goto(&console.url("/dead-letters")).await;
+    // The table counts them from the broker.
+    browser.goto(&console.url("/")).await;
+    assert_eq!(
+        browser.text("tr[data-webhook='audit'] .dead-letters").await,
+        "2"
+    );
+    assert_eq!(
+        browser.text("tr[data-webhook='audit'] .retry-depth").await,
+        "1"
+    );
+    assert_eq!(
+        browser
+            .text("tr[data-webhook='wrong-token'] .dead-letters")
+            .await,
+        "0"
+    );
+    browser
+        .click("tr[data-webhook='audit'] .dead-letters a")
+        .await;
     assert_eq!(browser.count("tr.dead-letter").await, 2);
     let count = browser.text("#dlq-count").await;
     assert!(count.starts_with("2 of 2 dead letters match"), "{count}");

@@ -111,6 +111,16 @@ impl Browser {
             .expect("click");
     }
 
+    /// Waits (bounded) until an element matches `css`, e.g. on the page a click leads to.
+    pub async fn wait_for(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element `{css}`: {e}"));
+    }
+
     /// How many elements match `css`.
     pub async fn count(&self, css: &str) -> usize {
         self.client

@@ -308,6 +308,7 @@ async fn the_login_takes_the_token_and_sets_a_strict_cookie() {
     assert_eq!(browser.text("#login-error").await, "wrong token");
     field(&browser).await.send_keys(TOKEN).await.unwrap();
     browser.click("#login").await;
+    browser.wait_for("#webhooks").await;
     assert_eq!(browser.count("tr[data-webhook]").await, 3);
     let cookies = browser.client.get_all_cookies().await.unwrap();
     let session = cookies

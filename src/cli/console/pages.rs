@@ -531,7 +531,9 @@ pub async fn schema(
                 name: f.path.rsplit('.').next().unwrap_or(&f.path).to_string(),
                 sample: match &value {
                     serde_json::Value::Object(_) => "{…}".into(),
-                    serde_json::Value::Array(items) => format!("[{} items]", items.len()),
+                    serde_json::Value::Array(items) => {
+                        format!("[{}]", crate::cli::output::plural(items.len(), "item"))
+                    }
                     serde_json::Value::Null => String::new(),
                     other => crate::cli::output::truncate(&other.to_string(), 60),
                 },
