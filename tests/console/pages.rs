@@ -99,6 +99,25 @@ async fn the_table_shows_the_dots_and_test_shows_the_invocation_data() {
     assert!(app.listener().requests().is_empty(), "render sends nothing");
     assert_no_secret(&browser.source().await, &secrets);
 
+    // Render of a pasted event.
+    browser.goto(&console.url("/webhooks/audit")).await;
+    browser.click("#event-form summary").await;
+    let mut pasted =
+        webhook_relay::model::event::sample(webhook_relay::model::event::Trigger::RequestCreated);
+    pasted["data"]["id"] = "pasted-42".into();
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#event"))
+        .await
+        .expect("the event box")
+        .send_keys(&pasted.to_string())
+        .await
+        .expect("type the event");
+    browser.click("#render").await;
+    let rendered = browser.text("#rendered").await;
+    assert!(rendered.contains(r#""id": "pasted-42""#), "{rendered}");
+    assert!(app.listener().requests().is_empty(), "render sends nothing");
+
     // Test, 200: the invocation data.
     browser.goto(&console.url("/webhooks/audit")).await;
     browser.click("#test").await;
