@@ -8,11 +8,11 @@ mod dlq;
 mod ops;
 pub mod output;
 mod publish;
-pub mod render;
-pub mod schema;
-pub mod target;
-pub mod test_webhook;
-pub mod webhooks;
+mod render;
+mod schema;
+mod target;
+mod test_webhook;
+mod webhooks;
 
 use crate::config::{self, CONFIG_DIR_ENV, Config, Env, LogFormat};
 use crate::ops::metrics::Metrics;

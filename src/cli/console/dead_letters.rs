@@ -433,8 +433,22 @@ pub async fn replay(
     if console.read_only {
         return refused_read_only(&console, "replay");
     }
-    let config = &console.config;
     let action = Action::parse(&body);
+    // A task of its own: a browser that goes away must not stop it half-way.
+    tokio::spawn(run_replay(console, who, csrf, action))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(target: "console", "replay failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "replay failed; see the console's log\n",
+            )
+                .into_response()
+        })
+}
+
+async fn run_replay(console: Arc<Console>, who: Who, csrf: Csrf, action: Action) -> Response {
+    let config = &console.config;
     let _reading = console.dead_letters.lock().await;
     let broker = match connect(config).await {
         Ok(b) => b,
@@ -568,8 +582,22 @@ pub async fn purge(
     if console.read_only {
         return refused_read_only(&console, "purge");
     }
-    let config = &console.config;
     let action = Action::parse(&body);
+    // A task of its own: a browser that goes away must not stop it half-way.
+    tokio::spawn(run_purge(console, who, csrf, action))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(target: "console", "purge failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "purge failed; see the console's log\n",
+            )
+                .into_response()
+        })
+}
+
+async fn run_purge(console: Arc<Console>, who: Who, csrf: Csrf, action: Action) -> Response {
+    let config = &console.config;
     let _reading = console.dead_letters.lock().await;
     let broker = match connect(config).await {
         Ok(b) => b,
