@@ -416,7 +416,11 @@ pub async fn test(
         }
     };
     let shown = run.shown(config, &input.source);
-    let invocation = shown.json();
+    let mut invocation = shown.json();
+    // Transport errors are redacted where they are made; a page scrubs them once more.
+    for attempt in &mut invocation.attempts {
+        attempt.error = attempt.error.take().map(|e| config.redactor.scrub(&e));
+    }
     let status = run
         .attempts
         .last()
