@@ -13,6 +13,7 @@ RUN mkdir -p src benches \
 COPY src src
 COPY benches benches
 COPY schema schema
+COPY templates templates
 COPY config config
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin webhook-relay
 

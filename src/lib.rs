@@ -9,7 +9,8 @@
 //! modules use each other (`layers` below checks the first rule on every build of the tests).
 //!
 //! ```text
-//!  cli ─────────────── the binary's commands; main.rs only calls cli::main
+//!  cli ─────────────── the binary's commands; main.rs only calls cli::main; cli::console
+//!                      is the web console, a command like the others over the same functions
 //!  devtools ────────── demo, local Logz.io listener, throwaway certificates
 //!  worker ──────────── the run loop: Worker (what a run shares), Connection (one connection's
 //!                      intake, flow, retry consumers, monitor), Message (one message from
@@ -34,7 +35,8 @@
 //! - [`broker`]: nothing outside it sees a delivery tag; [`broker::settle`] alone decides a
 //!   message's fate.
 //! - [`worker`]: consume → decode → match → render → deliver → settle, one way.
-//! - [`devtools`], [`cli`]: clients of the library.
+//! - [`devtools`], [`cli`]: clients of the library; [`cli::console`] serves in a browser what
+//!   the other commands print, through the same functions.
 
 pub mod broker;
 pub mod cli;

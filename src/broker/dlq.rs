@@ -63,13 +63,34 @@ impl Selection {
     }
 }
 
+/// Why the dead letters could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The queue has not been declared yet: no worker has run with this config, so there is
+    /// not a single dead letter. Not a broker failure; the caller says so in one line.
+    #[error(
+        "the dead-letter queue `{0}` does not exist yet (no worker has declared it), so there are \
+         no dead letters"
+    )]
+    Missing(String),
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] AmqpError),
+}
+
 /// Reads up to `scan_limit` messages from the dead-letter queue without acking them. They stay
 /// with this connection until settled or until it closes.
+///
+/// The queue's existence is checked first with a passive declare: `basic.get` on a missing
+/// queue would close the channel with a protocol error. A missing queue is
+/// [`ReadError::Missing`]; the consuming channel is then closed, so the broker connection is
+/// done (every caller reads once per connection).
 pub async fn read_all(
     broker: &Broker,
     queue: &str,
     scan_limit: usize,
-) -> Result<Vec<Entry>, AmqpError> {
+) -> Result<Vec<Entry>, ReadError> {
+    ensure_exists(broker, queue).await?;
     let mut entries = Vec::new();
     while entries.len() < scan_limit {
         let Some(message) = broker.fetch(queue).await? else {
@@ -87,6 +108,71 @@ pub async fn read_all(
         });
     }
     Ok(entries)
+}
+
+/// [`ReadError::Missing`] when `queue` has not been declared; other broker errors as they are.
+async fn ensure_exists(broker: &Broker, queue: &str) -> Result<(), ReadError> {
+    let declared = broker
+        .channel()
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..lapin::options::QueueDeclareOptions::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    match declared {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Err(ReadError::Missing(queue.to_string())),
+        Err(e) => Err(ReadError::Broker(AmqpError::Operation {
+            operation: format!("check queue `{queue}`"),
+            message: broker_message(&e),
+        })),
+    }
+}
+
+/// Whether the broker answered `NOT_FOUND` (the queue does not exist).
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp) if matches!(
+            amqp.kind(),
+            lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)
+        )
+    )
+}
+
+/// The broker's reply text for a protocol error (no URL in it), else a generic line: lapin's
+/// other errors can quote the connection URL.
+fn broker_message(error: &lapin::Error) -> String {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_message().as_str().to_string(),
+        _ => "the broker connection failed".to_string(),
+    }
+}
+
+/// What a purge did.
+#[derive(Debug, Default)]
+pub struct Purged {
+    /// Dead letters deleted.
+    pub deleted: usize,
+    /// Why others were not (their deletion was lost; they stay queued).
+    pub errors: Vec<String>,
+}
+
+/// Deletes `entries`, each settled as removed (acked).
+pub async fn purge(entries: &[&Entry]) -> Purged {
+    let mut purged = Purged::default();
+    let context = SettleContext::standalone(CancellationToken::new());
+    for entry in entries {
+        match settle(&entry.message, Fate::Remove, &context).await {
+            Settled::Lost(e) => purged.errors.push(e.to_string()),
+            _ => purged.deleted += 1,
+        }
+    }
+    purged
 }
 
 /// How one replay ended.

@@ -3,6 +3,7 @@
 //! checked failed, 2 a usage or config error.
 
 mod check;
+pub mod console;
 mod dlq;
 mod ops;
 pub mod output;
@@ -67,6 +68,8 @@ pub enum Command {
     /// Inspect, replay or purge the dead-letter queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Serve the operator console: webhooks, Test, schema and dead letters in a browser.
+    Console(console::ConsoleArgs),
     /// Exit 0 when a running worker's /healthz answers 200 (for container health checks).
     Healthcheck(ops::HealthcheckArgs),
     /// Run a stand-in for the Logz.io listener (docker compose, trying things out).
@@ -132,6 +135,20 @@ async fn dispatch(cli: Cli) -> u8 {
             let _telemetry = crate::ops::telemetry::init("info", LogFormat::Auto, redactor);
             ops::fake_logzio(&args).await
         }
+        Command::Console(args) => {
+            let config = match load_config(&cli.config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            redactor.learn(&config.redactor);
+            // Info: the console's audit lines; the broker library only when it errs.
+            let _telemetry = crate::ops::telemetry::init(
+                "info,lapin=error",
+                config.log_format,
+                redactor.clone(),
+            );
+            console::run(config, &args, &redactor).await
+        }
         command => {
             let _telemetry =
                 crate::ops::telemetry::init("error", LogFormat::Pretty, redactor.clone());
@@ -151,6 +168,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 | Command::Check
                 | Command::Schema(_)
                 | Command::Healthcheck(_)
+                | Command::Console(_)
                 | Command::FakeLogzio(_) => EXIT_CONFIG,
             }
         }

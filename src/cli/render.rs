@@ -36,14 +36,14 @@ struct Rendered<'a> {
     render_error: Option<&'a str>,
 }
 
-/// What `render` shows for a webhook and an event.
-struct Preview {
+/// What `render` shows for a webhook and an event (the console's Render view too).
+pub struct Preview {
     /// Why `run` would not send the event, if it would not.
-    mismatch: Option<String>,
+    pub mismatch: Option<String>,
     /// The request's headers, secret values masked.
-    headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
     /// The rendered body, or why it did not render (scrubbed of secrets).
-    body: Result<String, String>,
+    pub body: Result<String, String>,
 }
 
 /// Why `run` would not send `event` to `webhook`, or `None` when it would. For an inactive
@@ -67,19 +67,7 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
         Ok(target) => target,
         Err(code) => return code,
     };
-    let event = &target.input.event;
-    let body = target
-        .webhook
-        .template
-        .render(&event.raw)
-        .map_err(|e| config.redactor.scrub(&e.to_string()));
-    let preview = Preview {
-        mismatch: mismatch(target.webhook, event),
-        headers: target
-            .request(body.clone().unwrap_or_default())
-            .shown_headers(),
-        body,
-    };
+    let preview = Preview::of(config, &target);
     if json {
         print_json(&preview.json(&target));
     } else {
@@ -89,6 +77,23 @@ pub fn run(config: &Config, args: &RenderArgs, json: bool) -> u8 {
 }
 
 impl Preview {
+    /// The request `target`'s webhook would send for its event, without sending it.
+    pub fn of(config: &Config, target: &Target) -> Self {
+        let event = &target.input.event;
+        let body = target
+            .webhook
+            .template
+            .render(&event.raw)
+            .map_err(|e| config.redactor.scrub(&e.to_string()));
+        Preview {
+            mismatch: mismatch(target.webhook, event),
+            headers: target
+                .request(body.clone().unwrap_or_default())
+                .shown_headers(),
+            body,
+        }
+    }
+
     fn json<'a>(&'a self, target: &'a Target) -> Rendered<'a> {
         let webhook = target.webhook;
         Rendered {

@@ -31,12 +31,7 @@ pub fn event_input(
         Some(path) => {
             let bytes =
                 std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            let event = event::decode(&bytes, None)
-                .map_err(|e| format!("{}: not an access-request event: {e}", path.display()))?;
-            Ok(EventInput {
-                event,
-                source: path.display().to_string(),
-            })
+            event_from_bytes(&bytes, path.display().to_string())
         }
         None => {
             let trigger = trigger
@@ -51,6 +46,14 @@ pub fn event_input(
             })
         }
     }
+}
+
+/// Decodes an event given as JSON text (a file's or a pasted one); `source` names it in the
+/// message when it is not an event.
+pub fn event_from_bytes(bytes: &[u8], source: String) -> Result<EventInput, String> {
+    let event = event::decode(bytes, None)
+        .map_err(|e| format!("{source}: not an access-request event: {e}"))?;
+    Ok(EventInput { event, source })
 }
 
 /// The webhook named `name`, or a message listing the ones there are.

@@ -98,40 +98,64 @@ pub fn hint(class: FailureClass) -> &'static str {
     }
 }
 
+/// The invocation data of a test, secrets masked: what `test --json` prints and the console
+/// shows.
 #[derive(serde::Serialize)]
-struct Invocation<'a> {
-    success: bool,
-    webhook: &'a str,
-    event_id: &'a str,
-    event_source: &'a str,
+pub struct Invocation<'a> {
+    /// Whether the last attempt succeeded.
+    pub success: bool,
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The event's id.
+    pub event_id: &'a str,
+    /// Where the event came from.
+    pub event_source: &'a str,
     /// `[webhook.auth]`'s type and where its token comes from, never the secret.
-    auth: Option<String>,
-    rate_limit: Option<String>,
-    request: RequestData<'a>,
-    attempts: Vec<AttemptData>,
-    hint: Option<&'static str>,
+    pub auth: Option<String>,
+    /// The webhook's rate limit, as written.
+    pub rate_limit: Option<String>,
+    /// The request sent.
+    pub request: RequestData<'a>,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptData>,
+    /// What to try, when it failed.
+    pub hint: Option<&'static str>,
 }
 
+/// The request of a test: URL redacted, secret header values masked.
 #[derive(serde::Serialize)]
-struct RequestData<'a> {
-    method: &'a str,
-    url: &'a str,
-    headers: Vec<(String, String)>,
-    body: std::borrow::Cow<'a, str>,
+pub struct RequestData<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// The redacted URL.
+    pub url: &'a str,
+    /// Headers as they may be shown.
+    pub headers: Vec<(String, String)>,
+    /// The body sent.
+    pub body: std::borrow::Cow<'a, str>,
 }
 
+/// One attempt of a test, response headers and body scrubbed of the config's secrets.
 #[derive(serde::Serialize)]
-struct AttemptData {
-    number: u32,
-    latency_ms: u128,
-    status: Option<u16>,
-    response_headers: Vec<(String, String)>,
-    response_body: Option<String>,
-    response_body_truncated: bool,
-    error: Option<String>,
-    failure: Option<String>,
+pub struct AttemptData {
+    /// 1-based.
+    pub number: u32,
+    /// How long it took.
+    pub latency_ms: u128,
+    /// The response status, if there was a response.
+    pub status: Option<u16>,
+    /// The response headers.
+    pub response_headers: Vec<(String, String)>,
+    /// The response body (at most the delivery's limit).
+    pub response_body: Option<String>,
+    /// Whether the body was cut at the limit.
+    pub response_body_truncated: bool,
+    /// The transport error, when there was no response.
+    pub error: Option<String>,
+    /// How the attempt failed, if it did.
+    pub failure: Option<String>,
     /// The response validators' verdicts, when the answer was 2xx.
-    validations: Vec<Validation>,
+    pub validations: Vec<Validation>,
 }
 
 /// Runs `test`; returns the exit code.
@@ -141,38 +165,93 @@ pub async fn run(config: &Config, args: &TestArgs, json: bool) -> u8 {
         Ok(target) => target,
         Err(code) => return code,
     };
-    let body = match target.webhook.template.render(&target.input.event.raw) {
-        Ok(body) => body,
-        Err(e) => return render_failed(&config.redactor.scrub(&e.to_string()), json, &style),
+    let run = match execute(config, target.webhook, &target.input.event, args.retries).await {
+        Ok(run) => run,
+        Err(TestError::Render(e)) => return render_failed(&e, json, &style),
+        Err(TestError::Client(e)) => return super::usage_error(&e),
     };
-    let deliverer = match Deliverer::new(config) {
-        Ok(d) => d,
-        Err(e) => return super::usage_error(&e.to_string()),
-    };
-    let request = target.request(body);
-    let attempts = send(&deliverer, &request, args.retries).await;
-    let Some(last) = attempts.last() else {
-        return super::EXIT_FAILED;
-    };
-    let success = last.verdict == Verdict::Success;
-    let test = Test {
-        config,
-        source: &target.input.source,
-        request: &request,
-        attempts: &attempts,
-        success,
-        hint: if success {
-            None
-        } else {
-            last.failure().map(hint)
-        },
-    };
+    let test = run.shown(config, &target.input.source);
     if json {
         print_json(&test.json());
     } else {
         test.print_text(&style);
     }
-    super::exit_code(success)
+    super::exit_code(run.success)
+}
+
+/// Why a test sent nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// The body does not render for the event (secrets scrubbed).
+    #[error("the body does not render: {0}")]
+    Render(String),
+    /// The HTTP client cannot be built from the config.
+    #[error("{0}")]
+    Client(String),
+}
+
+/// One test as sent: the request, every attempt (at least one), the verdict and the hint.
+pub struct TestRun {
+    /// The request, as the worker would make it on a first attempt.
+    pub request: DeliveryRequest,
+    /// Every attempt, in order; never empty.
+    pub attempts: Vec<Attempt>,
+    /// Whether the last attempt succeeded.
+    pub success: bool,
+    /// What to try, when it failed.
+    pub hint: Option<&'static str>,
+}
+
+/// Renders the body of `event` for `webhook` and sends it through the real delivery path
+/// (the worker's client, timeouts and classification), retrying a retryable failure up to
+/// `retries` times. What `test` and the console's Test button both run.
+pub async fn execute(
+    config: &Config,
+    webhook: &std::sync::Arc<Webhook>,
+    event: &crate::model::event::Event,
+    retries: u32,
+) -> Result<TestRun, TestError> {
+    let body = webhook
+        .template
+        .render(&event.raw)
+        .map_err(|e| TestError::Render(config.redactor.scrub(&e.to_string())))?;
+    let deliverer = Deliverer::new(config).map_err(|e| TestError::Client(e.to_string()))?;
+    let request = DeliveryRequest {
+        webhook: std::sync::Arc::clone(webhook),
+        event_id: event.id.clone(),
+        body: body.into(),
+        prior: None,
+        batch_size: None,
+    };
+    let attempts = send(&deliverer, &request, retries).await;
+    let success = attempts
+        .last()
+        .is_some_and(|last| last.verdict == Verdict::Success);
+    let hint = if success {
+        None
+    } else {
+        attempts.last().and_then(Attempt::failure).map(hint)
+    };
+    Ok(TestRun {
+        request,
+        attempts,
+        success,
+        hint,
+    })
+}
+
+impl TestRun {
+    /// The run as it may be shown (secrets masked); `source` says where the event came from.
+    pub fn shown<'a>(&'a self, config: &'a Config, source: &'a str) -> Test<'a> {
+        Test {
+            config,
+            source,
+            request: &self.request,
+            attempts: &self.attempts,
+            success: self.success,
+            hint: self.hint,
+        }
+    }
 }
 
 /// Reports a body that does not render (`error` already scrubbed); returns the exit code.
@@ -213,8 +292,8 @@ async fn send(deliverer: &Deliverer, request: &DeliveryRequest, retries: u32) ->
     attempts
 }
 
-/// What a test did, to print.
-struct Test<'a> {
+/// What a test did, to print or show.
+pub struct Test<'a> {
     config: &'a Config,
     /// Where the event came from.
     source: &'a str,
@@ -226,7 +305,8 @@ struct Test<'a> {
 }
 
 impl Test<'_> {
-    fn json(&self) -> Invocation<'_> {
+    /// The invocation data.
+    pub fn json(&self) -> Invocation<'_> {
         let webhook = &self.request.webhook;
         Invocation {
             success: self.success,

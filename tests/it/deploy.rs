@@ -247,3 +247,14 @@ fn kubernetes_manifests_agree_with_the_code() {
         assert!(dir.join(&file).is_file(), "{file}");
     }
 }
+
+/// The console's templates are compiled in: the image's build stage has them.
+#[test]
+fn dockerfile_copies_the_console_templates() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(
+        text.contains("COPY templates templates"),
+        "askama reads templates/ at build"
+    );
+    assert!(root().join("templates/console/base.html").is_file());
+}

@@ -66,7 +66,13 @@ impl<'a> Line<'a> {
 /// Runs `dlq list`; returns the exit code.
 pub(super) async fn run(broker: &Broker, config: &Config, args: &ListArgs, json: bool) -> u8 {
     let entries = match super::read(broker, config, args.filter.scan_limit).await {
-        Ok(e) => e,
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            if json {
+                print_json(&Vec::<Line>::new());
+            }
+            return crate::cli::EXIT_OK;
+        }
         Err(code) => return code,
     };
     let selected = args.filter.selection(Vec::new());

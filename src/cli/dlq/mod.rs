@@ -7,8 +7,8 @@
 
 mod list;
 mod purge;
-mod replay;
-mod show;
+pub(crate) mod replay;
+pub(crate) mod show;
 
 pub use list::ListArgs;
 pub use purge::PurgeArgs;
@@ -88,19 +88,29 @@ pub async fn run(config: &Config, command: &DlqCommand, json: bool) -> u8 {
     code
 }
 
-/// Reads up to `scan_limit` dead letters without acking them; on failure prints the error and
-/// returns the exit code.
-async fn read(broker: &Broker, config: &Config, scan_limit: usize) -> Result<Vec<Entry>, u8> {
-    dlq::read_all(broker, &config.amqp.dead_letter_queue, scan_limit)
-        .await
-        .map_err(|e| {
+/// Reads up to `scan_limit` dead letters without acking them. A dead-letter queue that does
+/// not exist yet is said in one line and reads as `None` (each subcommand decides what that
+/// means for its exit code); on any other failure prints the error and returns the exit code.
+async fn read(
+    broker: &Broker,
+    config: &Config,
+    scan_limit: usize,
+) -> Result<Option<Vec<Entry>>, u8> {
+    match dlq::read_all(broker, &config.amqp.dead_letter_queue, scan_limit).await {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e @ dlq::ReadError::Missing(_)) => {
+            eprintln!("{e}");
+            Ok(None)
+        }
+        Err(e) => {
             eprintln!("error: {e}");
-            super::EXIT_FAILED
-        })
+            Err(super::EXIT_FAILED)
+        }
+    }
 }
 
 /// The selection of the single dead letter at position or with event id `id`.
-fn one(id: &str) -> Selection {
+pub(crate) fn one(id: &str) -> Selection {
     Selection {
         ids: vec![id.to_string()],
         ..Selection::default()

@@ -2,10 +2,9 @@
 
 use super::FilterArgs;
 use crate::broker::Broker;
-use crate::broker::settle::{Fate, SettleContext, Settled, settle};
+use crate::broker::dlq;
 use crate::cli::output::print_json;
 use crate::config::Config;
-use tokio_util::sync::CancellationToken;
 
 /// Options of `dlq purge`.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,19 +20,18 @@ pub struct PurgeArgs {
 /// Runs `dlq purge`; exit 1 when any deletion was lost.
 pub(super) async fn run(broker: &Broker, config: &Config, args: &PurgeArgs, json: bool) -> u8 {
     let entries = match super::read(broker, config, args.filter.scan_limit).await {
-        Ok(e) => e,
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            if json {
+                print_json(&serde_json::json!({"deleted": 0, "errors": []}));
+            }
+            return crate::cli::EXIT_OK;
+        }
         Err(code) => return code,
     };
     let selected = args.filter.selection(Vec::new());
-    let mut deleted = 0;
-    let mut errors = Vec::new();
-    let context = SettleContext::standalone(CancellationToken::new());
-    for entry in entries.iter().filter(|e| selected.matches(e)) {
-        match settle(&entry.message, Fate::Remove, &context).await {
-            Settled::Lost(e) => errors.push(e.to_string()),
-            _ => deleted += 1,
-        }
-    }
+    let chosen: Vec<&dlq::Entry> = entries.iter().filter(|e| selected.matches(e)).collect();
+    let dlq::Purged { deleted, errors } = dlq::purge(&chosen).await;
     if json {
         print_json(&serde_json::json!({"deleted": deleted, "errors": errors}));
     } else {

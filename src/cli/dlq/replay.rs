@@ -39,7 +39,9 @@ pub(super) async fn run(broker: &Broker, config: &Config, args: &ReplayArgs, jso
     // the channel and takes every dead letter read back, so an ack after that fails.
     let read_at = Instant::now();
     let entries = match super::read(broker, config, args.filter.scan_limit).await {
-        Ok(e) => e,
+        Ok(Some(e)) => e,
+        // Nothing to replay; ids named nothing.
+        Ok(None) => return crate::cli::exit_code(args.ids.is_empty()),
         Err(code) => return code,
     };
     let selected = args.filter.selection(args.ids.clone());
@@ -114,6 +116,37 @@ async fn replay_all(
         attempts: args.attempts,
     };
     let progress = progress_bar(chosen.len() as u64, json);
+    let done = replay_entries(
+        broker,
+        config,
+        options,
+        deliverer,
+        chosen,
+        read_at,
+        &cancel,
+        || progress.inc(1),
+    )
+    .await;
+    progress.finish_and_clear();
+    done
+}
+
+/// Replays `chosen` in order with [`dlq::replay_one`], until they are done or the replay must
+/// stop (`cancel`, a closed channel, or the broker's `consumer_timeout` ahead, counted from
+/// `read_at`, the first read). Calls `each` after every one. Returns what became of each one
+/// attempted, and why it stopped early, if it did. What `dlq replay` and the console's Replay
+/// both run.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn replay_entries(
+    broker: &Broker,
+    config: &Config,
+    options: ReplayOptions,
+    deliverer: &Deliverer,
+    chosen: &[&Entry],
+    read_at: Instant,
+    cancel: &CancellationToken,
+    mut each: impl FnMut(),
+) -> (Vec<Replayed>, Option<String>) {
     let mut results: Vec<Replayed> = Vec::new();
     let mut stopped = None;
     for entry in chosen {
@@ -121,15 +154,14 @@ async fn replay_all(
             stopped = Some("interrupted".to_string());
             break;
         }
-        if let Some(why) = must_stop(broker, config, entry, read_at, args.dry_run) {
+        if let Some(why) = must_stop(broker, config, entry, read_at, options.dry_run) {
             stopped = Some(why);
             break;
         }
-        let result = dlq::replay_one(entry, config, deliverer, options, &cancel).await;
-        progress.inc(1);
+        let result = dlq::replay_one(entry, config, deliverer, options, cancel).await;
+        each();
         results.push(result);
     }
-    progress.finish_and_clear();
     (results, stopped)
 }
 

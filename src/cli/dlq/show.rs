@@ -18,7 +18,8 @@ pub struct ShowArgs {
 /// Runs `dlq show`; exit 1 when no dead letter has that position or event id.
 pub(super) async fn run(broker: &Broker, config: &Config, args: &ShowArgs, json: bool) -> u8 {
     let entries = match super::read(broker, config, super::DEFAULT_SCAN_LIMIT).await {
-        Ok(e) => e,
+        Ok(Some(e)) => e,
+        Ok(None) => return crate::cli::EXIT_FAILED,
         Err(code) => return code,
     };
     let selected = super::one(&args.id);
@@ -46,7 +47,7 @@ pub(super) async fn run(broker: &Broker, config: &Config, args: &ShowArgs, json:
 }
 
 /// Every header of the dead letter as text, by name, with the config's secrets scrubbed.
-fn headers(entry: &Entry, config: &Config) -> BTreeMap<String, String> {
+pub(crate) fn headers(entry: &Entry, config: &Config) -> BTreeMap<String, String> {
     let mut headers = BTreeMap::new();
     if let Some(table) = entry.message.properties.headers() {
         for (name, value) in table.inner() {
@@ -60,7 +61,7 @@ fn headers(entry: &Entry, config: &Config) -> BTreeMap<String, String> {
 }
 
 /// The body as JSON, or as a JSON string when it is not JSON.
-fn body(entry: &Entry) -> serde_json::Value {
+pub(crate) fn body(entry: &Entry) -> serde_json::Value {
     serde_json::from_slice(entry.body())
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(entry.body()).into()))
 }

@@ -533,3 +533,42 @@ max_elapsed = "500ms"
     assert_eq!(app.ready_count(&dlq(&app)).await, 2);
     app.finish().await;
 }
+
+/// Every `dlq` command on a broker where the dead-letter queue was never declared says so in
+/// one line, with no library log line, and changes nothing.
+#[tokio::test]
+async fn dlq_commands_without_the_queue_say_so_in_one_line() {
+    let app = app("cli-dlq-missing")
+        .webhook(FAILING)
+        .env("WRONG_TOKEN", "not-the-token")
+        .build()
+        .await;
+    let missing = format!("{}.never-declared", dlq(&app));
+    let env = [("RELAY__AMQP__DEAD_LETTER_QUEUE", missing.as_str())];
+    let line = format!(
+        "the dead-letter queue `{missing}` does not exist yet (no worker has declared it), so \
+         there are no dead letters"
+    );
+    for (args, code) in [
+        (&["dlq", "list"][..], 0),
+        (&["--json", "dlq", "list"][..], 0),
+        (&["dlq", "show", "1"][..], 1),
+        (&["dlq", "replay", "--all"][..], 0),
+        (&["dlq", "replay", "1"][..], 1),
+        (&["dlq", "purge", "--yes"][..], 0),
+    ] {
+        let finished = cli(&app, args, &env).await;
+        assert_exit(&finished, code);
+        assert_eq!(
+            finished.stderr.trim_end(),
+            line,
+            "{args:?}: {}",
+            finished.stderr
+        );
+        let expected_stdout = match args {
+            ["--json", ..] => "[]\n",
+            _ => "",
+        };
+        assert_eq!(finished.stdout, expected_stdout, "{args:?}");
+    }
+}
