@@ -80,6 +80,15 @@ async fn dead_letters_and_parked_deliveries_survive_the_loss_of_their_leader_nod
         }
         let stopped = NodeStopped::stop(1).await;
         let since = Instant::now();
+        // The deliveries to `later` are still parked (their TTL is 6 s) as their leader goes.
+        let hook = app.config.webhook("later").expect("later");
+        let queue = &app.config.amqp.queue;
+        let mut parked = 0;
+        for tier in webhook_relay::broker::topology::tiers(&hook.delivery) {
+            let wait = webhook_relay::broker::topology::wait_queue(queue, "later", tier);
+            parked += ready_count(&[2, 3], &wait).await as usize;
+        }
+        assert!(parked > 0, "deliveries are parked when node 1 stops");
 
         let letters = peek_event_ids(&[2, 3], &dlq, 2 * N).await;
         let lost = missing(&ids, &letters);
@@ -90,7 +99,8 @@ async fn dead_letters_and_parked_deliveries_survive_the_loss_of_their_leader_nod
             &lost[..lost.len().min(10)]
         );
         println!(
-            "[cluster]   node 1 stopped: all {N} dead letters readable through node 2 ({} in all)",
+            "[cluster]   node 1 stopped with {parked} deliveries parked: all {N} dead letters \
+             readable through node 2 ({} in all)",
             letters.values().sum::<usize>()
         );
         let got = wait_delivered(&app.listeners[1], &ids, Duration::from_secs(60)).await;
