@@ -488,6 +488,24 @@ pub fn delivered(listener: &LocalLogzio) -> HashMap<String, usize> {
     out
 }
 
+/// Per worker, how many of its `2xx` requests repeated an event already delivered (by
+/// anyone): who the duplicates came from.
+pub fn duplicates_by_worker(listener: &LocalLogzio) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = std::collections::BTreeMap::new();
+    for request in listener.requests() {
+        if !(200..300).contains(&request.status) {
+            continue;
+        }
+        if let Some(id) = event_id(&request) {
+            if !seen.insert(id.to_string()) {
+                *out.entry(worker_of(&request).to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The ids in `ids` that `got` lacks.
 pub fn missing<'a>(ids: &'a [String], got: &HashMap<String, usize>) -> Vec<&'a str> {
     ids.iter()

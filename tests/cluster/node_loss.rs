@@ -3,8 +3,8 @@
 
 use crate::common::{
     NODES, NodeStopped, PREFETCH, Worker, approvals, assert_all_within, assert_settled,
-    cluster_app, cluster_or_skip, delivered, finish, leader_of, prefer, publish_bulk, scenario,
-    wait_delivered, wait_progress,
+    cluster_app, cluster_or_skip, delivered, duplicates_by_worker, finish, leader_of, prefer,
+    publish_bulk, scenario, wait_delivered, wait_progress,
 };
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,10 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
             &got,
             2 * PREFETCH,
         );
+        println!(
+            "[cluster]   duplicates by worker: {:?}",
+            duplicates_by_worker(listener)
+        );
         assert!(on_leader.is_running() && on_follower.is_running());
         on_leader.stop().await;
         on_follower.stop().await;
@@ -210,6 +214,10 @@ async fn a_rolling_restart_of_every_node_loses_nothing() {
             &ids,
             &got,
             NODES.len() * workers.len() * PREFETCH,
+        );
+        println!(
+            "[cluster]   duplicates by worker: {:?}",
+            duplicates_by_worker(listener)
         );
         println!(
             "[cluster]   3 rolling restart: all {N} in {:.1}s; longest pause {:.1}s",
