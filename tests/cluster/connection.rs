@@ -99,6 +99,11 @@ async fn one_workers_connection_is_cut_while_the_other_carries_on_and_nothing_is
             since.elapsed().as_secs_f64()
         );
         assert!(proxy.connection_count() >= 2, "w-proxied reconnected");
+        assert_eq!(
+            direct.metrics.connections(),
+            1,
+            "w-direct kept its connection through the cut"
+        );
 
         let got = wait_delivered(listener, &ids, Duration::from_secs(60)).await;
         let bound = PREFETCH + PREFETCH;

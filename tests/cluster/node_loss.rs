@@ -129,6 +129,11 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
             recovered.as_secs_f64()
         );
         assert_ne!(new_leader, leader, "a new leader was elected");
+        assert_eq!(
+            on_follower.metrics.connections(),
+            1,
+            "the worker on a follower kept its connection while the leader moved"
+        );
         stopped.start().await;
 
         let got = wait_delivered(listener, &ids, Duration::from_secs(60)).await;
