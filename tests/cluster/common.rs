@@ -43,11 +43,6 @@ pub fn node_url(n: usize) -> String {
     format!("amqp://guest:guest@127.0.0.1:570{n}/%2f")
 }
 
-/// The Erlang node name of node `n`.
-pub fn node_name(n: usize) -> String {
-    format!("relay{n}@localhost")
-}
-
 /// The nodes in the order a worker that prefers node `n` tries them: `n`, then the others.
 pub fn prefer(n: usize) -> [String; 3] {
     [node_url(n), node_url(n % 3 + 1), node_url((n + 1) % 3 + 1)]
@@ -404,48 +399,29 @@ pub async fn peek_event_ids(nodes: &[usize], queue: &str, max: usize) -> HashMap
     out
 }
 
-/// The node (1..=3) that leads quorum queue `queue`, asked of node `ask` with `rabbitmqctl`.
-pub async fn leader_of(ask: usize, queue: &str) -> usize {
-    let node = node_name(ask);
+/// The node (1..=3) that leads quorum queue `queue` (`scripts/cluster leader`).
+pub async fn leader_of(queue: &str) -> usize {
+    let owned = queue.to_string();
     let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("rabbitmqctl")
-            .args([
-                "-q",
-                "-n",
-                &node,
-                "list_queues",
-                "name",
-                "leader",
-                "--formatter",
-                "json",
-            ])
+        std::process::Command::new(script())
+            .args(["leader", &owned])
             .stdin(std::process::Stdio::null())
             .output()
     });
-    let output = tokio::time::timeout(Duration::from_secs(30), run)
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
         .await
-        .expect("rabbitmqctl list_queues within 30s")
+        .expect("scripts/cluster leader within 60s")
         .expect("task")
-        .expect("run rabbitmqctl");
+        .expect("run scripts/cluster");
+    let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "rabbitmqctl list_queues failed: {}",
+        "scripts/cluster leader {queue} failed: {text}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let queues: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("list_queues prints JSON");
-    let leader = queues
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|q| q["name"] == queue)
-        .and_then(|q| q["leader"].as_str())
-        .unwrap_or_else(|| panic!("no leader for {queue} in {queues}"))
-        .to_string();
-    NODES
-        .into_iter()
-        .find(|n| node_name(*n) == leader)
-        .unwrap_or_else(|| panic!("{queue} is led by {leader}, not a cluster node"))
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("scripts/cluster leader {queue} printed {text:?}"))
 }
 
 /// Replaces the harness's admin connection (its node stopped) with one to the first node of

@@ -107,7 +107,7 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
         let (ids, messages) = approvals("leader", N);
         publish_bulk(&app, &messages).await;
         let queue = app.config.amqp.queue.clone();
-        let leader = leader_of(2, &queue).await;
+        let leader = leader_of(&queue).await;
         let follower = NODES.into_iter().find(|n| *n != leader).unwrap();
         println!("[cluster]   {queue} is led by node {leader}");
         let on_leader = Worker::start(&app, "w-leader", &prefer(leader));
@@ -122,7 +122,7 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
         let at = delivered(listener).len();
         on_leader.wait_connections(2, Duration::from_secs(30)).await;
         let recovered = recovery(listener, at, since).await;
-        let new_leader = leader_of(follower, &queue).await;
+        let new_leader = leader_of(&queue).await;
         println!(
             "[cluster]   leader node {leader} stopped with {at}/{N} delivered; node \
              {new_leader} leads now; deliveries resumed {:.1}s after the stop",

@@ -58,7 +58,7 @@ async fn dead_letters_and_parked_deliveries_survive_the_loss_of_their_leader_nod
         publish_bulk(&app, &messages).await;
         let dlq = app.config.amqp.dead_letter_queue.clone();
         assert_eq!(
-            leader_of(2, &dlq).await,
+            leader_of(&dlq).await,
             1,
             "node 1 leads the dead-letter queue"
         );
