@@ -373,16 +373,35 @@ pub async fn ready_count(nodes: &[usize], queue: &str) -> u32 {
 
 /// Reads up to `max` messages of `queue` through the first node of `nodes` that answers,
 /// without taking them (they go back when the connection closes), and counts them per
-/// `x-relay-event-id` header (or message id).
+/// `x-relay-event-id` header (or message id). While a quorum queue elects a new leader the
+/// broker refuses `basic.get` (`INTERNAL_ERROR … noproc`, closing the connection): the read
+/// starts over, for up to 30 s.
 pub async fn peek_event_ids(nodes: &[usize], queue: &str, max: usize) -> HashMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_peek(nodes, queue, max).await {
+            Ok(ids) => return ids,
+            Err(e) if Instant::now() < deadline => {
+                println!("[cluster]   reading {queue} again: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("cannot read {queue} for 30s: {e}"),
+        }
+    }
+}
+
+async fn try_peek(
+    nodes: &[usize],
+    queue: &str,
+    max: usize,
+) -> Result<HashMap<String, usize>, lapin::Error> {
     let connection = connect_any(nodes).await;
-    let channel = connection.create_channel().await.expect("channel");
+    let channel = connection.create_channel().await?;
     let mut out = HashMap::new();
     for _ in 0..max {
         let Some(message) = channel
             .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-            .await
-            .expect("basic.get")
+            .await?
         else {
             break;
         };
@@ -396,7 +415,7 @@ pub async fn peek_event_ids(nodes: &[usize], queue: &str, max: usize) -> HashMap
         *out.entry(id).or_insert(0) += 1;
     }
     let _ = connection.close(200, "peeked".into()).await;
-    out
+    Ok(out)
 }
 
 /// The node (1..=3) that leads quorum queue `queue` (`scripts/cluster leader`).

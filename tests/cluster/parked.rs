@@ -78,9 +78,9 @@ async fn dead_letters_and_parked_deliveries_survive_the_loss_of_their_leader_nod
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let stopped = NodeStopped::stop(1).await;
-        let since = Instant::now();
-        // The deliveries to `later` are still parked (their TTL is 6 s) as their leader goes.
+        // The deliveries to `later` are parked, and still will be when node 1 stops half a
+        // second from now (their TTL is 6 s). Counted before the stop: while a quorum
+        // queue elects a new leader, its message count reads 0.
         let hook = app.config.webhook("later").expect("later");
         let queue = &app.config.amqp.queue;
         let mut parked = 0;
@@ -89,6 +89,8 @@ async fn dead_letters_and_parked_deliveries_survive_the_loss_of_their_leader_nod
             parked += ready_count(&[2, 3], &wait).await as usize;
         }
         assert!(parked > 0, "deliveries are parked when node 1 stops");
+        let stopped = NodeStopped::stop(1).await;
+        let since = Instant::now();
 
         let letters = peek_event_ids(&[2, 3], &dlq, 2 * N).await;
         let lost = missing(&ids, &letters);
