@@ -258,3 +258,176 @@ fn dockerfile_copies_the_console_templates() {
     );
     assert!(root().join("templates/console/base.html").is_file());
 }
+
+#[test]
+fn compose_cluster_profile_is_three_nodes_with_one_cookie() {
+    let docs = yaml(&root().join("docker-compose.yml"));
+    let services = docs[0]["services"].as_hash().expect("services");
+    let nodes: Vec<(&str, &Yaml)> = services
+        .iter()
+        .filter(|(_, service)| strings(&service["profiles"]).contains(&"cluster".to_string()))
+        .map(|(name, service)| (name.as_str().unwrap(), service))
+        .collect();
+    assert_eq!(nodes.len(), 3, "three nodes in the `cluster` profile");
+    assert!(
+        docs[0]["services"]["rabbitmq"]["profiles"].is_badvalue(),
+        "the single broker stays the default"
+    );
+
+    let cookies: std::collections::HashSet<&str> = nodes
+        .iter()
+        .map(|(name, node)| {
+            node["environment"]["RABBITMQ_ERLANG_COOKIE"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: RABBITMQ_ERLANG_COOKIE"))
+        })
+        .collect();
+    assert_eq!(cookies.len(), 1, "one cookie for every node: {cookies:?}");
+
+    // AMQP on 127.0.0.1:5701-5703, the ports scripts/cluster uses, one per node.
+    let script = std::fs::read_to_string(root().join("scripts/cluster")).unwrap();
+    assert!(script.contains(r#"node_port() { echo "570$1"; }"#));
+    let mut amqp: Vec<String> = nodes
+        .iter()
+        .flat_map(|(_, node)| strings(&node["ports"]))
+        .filter(|p| p.ends_with(":5672"))
+        .collect();
+    amqp.sort();
+    assert_eq!(
+        amqp,
+        ["5701", "5702", "5703"].map(|p| format!("127.0.0.1:{p}:5672"))
+    );
+
+    // Each node is in the peer-discovery list of the config file every node mounts.
+    for (name, node) in &nodes {
+        let hostname = node["hostname"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}"));
+        let volumes = strings(&node["volumes"]);
+        let conf = volumes
+            .iter()
+            .find(|v| v.contains("/etc/rabbitmq/conf.d/"))
+            .unwrap_or_else(|| panic!("{name} mounts the cluster config"));
+        let host_file = root().join(conf.split(':').next().unwrap().trim_start_matches("./"));
+        let text = std::fs::read_to_string(&host_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", host_file.display()));
+        assert!(
+            text.contains("peer_discovery_backend = classic_config"),
+            "{}",
+            host_file.display()
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("cluster_formation.classic_config.nodes.")
+                    && l.ends_with(&format!("= rabbit@{hostname}"))),
+            "{hostname} is listed in {}",
+            host_file.display()
+        );
+    }
+}
+
+/// The config folder the Kubernetes ConfigMap holds, as the Deployment mounts it.
+fn kubernetes_config(dir: &Path, pod: &Yaml) -> config::Config {
+    let configmap = &yaml(&dir.join("configmap.yaml"))[0];
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir(folder.path().join("webhooks")).unwrap();
+    for item in pod["volumes"][0]["configMap"]["items"].as_vec().unwrap() {
+        let key = item["key"].as_str().unwrap();
+        let text = configmap["data"][key].as_str().unwrap();
+        std::fs::write(folder.path().join(item["path"].as_str().unwrap()), text).unwrap();
+    }
+    config::load(
+        folder.path(),
+        &Env::from_pairs([("LOGZIO_TOKEN", "x-token-1234")]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn kubernetes_autoscaling_agrees_with_the_deployment_and_the_config() {
+    let dir = root().join("deploy/kubernetes");
+    let deployment = &yaml(&dir.join("deployment.yaml"))[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let config = kubernetes_config(&dir, pod);
+    let scaled = &yaml(&dir.join("scaledobject.yaml"))[0];
+    assert_eq!(scaled["apiVersion"].as_str(), Some("keda.sh/v1alpha1"));
+    assert_eq!(scaled["kind"].as_str(), Some("ScaledObject"));
+    assert_eq!(
+        scaled["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    let spec = &scaled["spec"];
+    assert_eq!(
+        spec["scaleTargetRef"]["name"], deployment["metadata"]["name"],
+        "scales the Deployment"
+    );
+    let min = spec["minReplicaCount"].as_i64().unwrap();
+    let max = spec["maxReplicaCount"].as_i64().unwrap();
+    assert!(1 <= min && min <= max, "min {min}, max {max}");
+    // The PodDisruptionBudget never blocks a drain: there is always one worker more than it
+    // keeps.
+    let pdb = &yaml(&dir.join("pdb.yaml"))[0];
+    let keep = pdb["spec"]["minAvailable"].as_i64().unwrap();
+    assert!(
+        keep < min,
+        "PodDisruptionBudget minAvailable {keep} < minReplicaCount {min}"
+    );
+
+    let triggers = spec["triggers"].as_vec().unwrap();
+    let trigger = |kind: &str| {
+        triggers
+            .iter()
+            .find(|t| t["type"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("a {kind} trigger"))
+    };
+    // The queue length of the input queue, read with the worker's own broker URL.
+    let rabbitmq = &trigger("rabbitmq")["metadata"];
+    assert_eq!(rabbitmq["mode"].as_str(), Some("QueueLength"));
+    assert_eq!(
+        rabbitmq["queueName"].as_str(),
+        Some(config.amqp.queue.as_str())
+    );
+    assert!(rabbitmq["value"].as_str().unwrap().parse::<u32>().unwrap() > 0);
+    let host_env = rabbitmq["hostFromEnv"].as_str().unwrap();
+    let container = &pod["containers"][0];
+    assert!(
+        container["env"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"].as_str() == Some(host_env)),
+        "hostFromEnv {host_env} is a variable of the worker's container"
+    );
+    assert_eq!(host_env, "RELAY__AMQP__URL");
+
+    // The backlog's age: ready messages of the input queue over the workers' consume rate.
+    let prometheus = trigger("prometheus");
+    assert_eq!(prometheus["metricType"].as_str(), Some("Value"));
+    let query = prometheus["metadata"]["query"].as_str().unwrap();
+    assert!(
+        query.contains(&format!("queue=\"{}\"", config.amqp.queue)),
+        "{query}"
+    );
+    assert!(
+        query.contains(webhook_relay::ops::metrics::EVENTS_CONSUMED),
+        "{query}"
+    );
+    let threshold: f64 = prometheus["metadata"]["threshold"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(threshold > 0.0);
+
+    // A worker stopped by a scale-down or a drain gets its whole shutdown grace, and a few
+    // seconds to close its connection after it.
+    let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap() as u64;
+    assert!(
+        grace >= config.shutdown.grace.as_secs() + 5,
+        "terminationGracePeriodSeconds {grace} vs [shutdown] grace {:?}",
+        config.shutdown.grace
+    );
+
+    let kustomization = &yaml(&dir.join("kustomization.yaml"))[0];
+    assert!(strings(&kustomization["resources"]).contains(&"scaledobject.yaml".to_string()));
+}

@@ -42,6 +42,9 @@ pub struct AppBuilder {
     pub(crate) amqp_extra: String,
     delivery: String,
     pub(crate) amqp_url: Option<String>,
+    /// The broker the harness's own (admin) connection uses; [`rabbitmq_url`] unless set
+    /// (the cluster tests point it at a cluster node).
+    pub(crate) admin_url: Option<String>,
     env: Vec<(String, String)>,
     pub(crate) prefetch: u16,
 }
@@ -63,6 +66,7 @@ max_elapsed = "20s"
 "#
         .to_string(),
         amqp_url: None,
+        admin_url: None,
         env: Vec::new(),
         prefetch: 64,
     }
@@ -178,8 +182,9 @@ allowed_ports = [{ports}]
             .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
         let config = Arc::new(config);
         // The admin connection goes straight to the broker, never through a test's proxy.
+        let admin_url = self.admin_url.clone().unwrap_or_else(rabbitmq_url);
         let mut admin_settings = config.amqp.clone();
-        admin_settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
+        admin_settings.url = webhook_relay::redact::Secret::new(admin_url.clone());
         // The test's topology exists before the worker starts, even with `declare = false`.
         admin_settings.declare = true;
         let admin = Broker::connect(&admin_settings, &config.redactor)
@@ -199,6 +204,7 @@ allowed_ports = [{ports}]
             config,
             listeners,
             admin,
+            admin_url,
             worker: None,
             cleaned: false,
         }
@@ -219,6 +225,8 @@ pub struct TestApp {
     pub config: Arc<Config>,
     pub listeners: Vec<LocalLogzio>,
     pub admin: Broker,
+    /// The URL `admin` connected to (then `amqp.urls` in turn).
+    pub admin_url: String,
     pub worker: Option<RunningWorker>,
     cleaned: bool,
 }
@@ -350,6 +358,7 @@ impl Drop for TestApp {
         let settings = self.config.amqp.clone();
         let webhooks = self.config.webhooks.clone();
         let redactor = self.config.redactor.clone();
+        let admin_url = self.admin_url.clone();
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -359,7 +368,7 @@ impl Drop for TestApp {
             };
             runtime.block_on(async move {
                 let mut settings = settings;
-                settings.url = webhook_relay::redact::Secret::new(rabbitmq_url());
+                settings.url = webhook_relay::redact::Secret::new(admin_url);
                 if let Ok(broker) = Broker::connect(&settings, &redactor).await {
                     let _ = broker.delete_topology(&settings, &webhooks).await;
                     broker.close().await;

@@ -1,6 +1,6 @@
-//! Helpers shared by both test binaries (`tests/it` and `tests/chaos`): the harness (one
-//! test's exchange, queues, listeners and config), the real binary as a child process, the
-//! local Logz.io listener, and a TCP proxy that can cut connections.
+//! Helpers shared by the test binaries (`tests/it`, `tests/chaos`, `tests/cluster`): the
+//! harness (one test's exchange, queues, listeners and config), the real binary as a child
+//! process, the local Logz.io listener, and a TCP proxy that can cut connections.
 
 pub mod child;
 pub mod harness;
