@@ -187,12 +187,23 @@ impl Worker {
     /// Starts a worker of `app` named `name` that connects to `urls[0]`, then `urls[1]`,
     /// then `urls[2]`.
     pub fn start(app: &TestApp, name: &str, urls: &[String; 3]) -> Worker {
-        let overrides = [
+        Worker::start_with(app, name, urls, &[])
+    }
+
+    /// [`Worker::start`] with more variables in its environment (e.g. `RELAY__…` overrides).
+    pub fn start_with(
+        app: &TestApp,
+        name: &str,
+        urls: &[String; 3],
+        extra: &[(&str, &str)],
+    ) -> Worker {
+        let mut overrides = vec![
             ("TEST_AMQP_URL", urls[0].as_str()),
             ("CLUSTER_URL_B", urls[1].as_str()),
             ("CLUSTER_URL_C", urls[2].as_str()),
             ("CLUSTER_WORKER", name),
         ];
+        overrides.extend_from_slice(extra);
         let mut env: Vec<(String, String)> = app
             .env
             .iter()

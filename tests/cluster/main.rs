@@ -21,5 +21,6 @@ mod support;
 mod common;
 
 mod connection;
+mod leader;
 mod node_loss;
 mod parked;

@@ -18,6 +18,13 @@ triggers = ["RequestApproved"]
 body_template = '{"id": "{{ data.id }}"}'
 "#;
 
+/// How long the sink takes per answer during a drain.
+pub const STEADY_ANSWER: Duration = Duration::from_millis(40);
+
+/// How long it takes while a node is being stopped: at 16 in flight per worker that is at
+/// most ~200 events over a ~6 s stop, far fewer than the drain has left.
+pub const FAULT_DELAY: Duration = Duration::from_millis(500);
+
 /// Retries that outlast a node's restart.
 pub const STEADY_DELIVERY: &str = r#"
 timeout = "5s"
@@ -56,7 +63,7 @@ async fn the_workers_node_stops_mid_drain_and_comes_back_and_nothing_is_lost() {
             .build()
             .await;
         let listener = app.listener();
-        listener.set_delay(Duration::from_millis(40));
+        listener.set_delay(STEADY_ANSWER);
         let (ids, messages) = approvals("own-node", N);
         publish_bulk(&app, &messages).await;
         // Node 1 leads the queues (they were declared through it); the worker is on node 2.
@@ -67,9 +74,14 @@ async fn the_workers_node_stops_mid_drain_and_comes_back_and_nothing_is_lost() {
             wait_progress(listener, N / 4, Duration::from_secs(30)).await,
             "a quarter delivered before the fault"
         );
+        // Slowed while the node stops (~6 s), so the drain cannot end before the fault
+        // however fast this machine is; back to the steady pace once it is in place.
+        listener.set_delay(FAULT_DELAY);
         let stopped = NodeStopped::stop(2).await;
         let since = Instant::now();
         let at = delivered(listener).len();
+        listener.set_delay(STEADY_ANSWER);
+        assert!(at < N, "the fault lands mid-drain ({at}/{N} delivered)");
         worker.wait_connections(2, Duration::from_secs(30)).await;
         let recovered = recovery(listener, at, since).await;
         println!(
@@ -103,7 +115,7 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
             .build()
             .await;
         let listener = app.listener();
-        listener.set_delay(Duration::from_millis(40));
+        listener.set_delay(STEADY_ANSWER);
         let (ids, messages) = approvals("leader", N);
         publish_bulk(&app, &messages).await;
         let queue = app.config.amqp.queue.clone();
@@ -117,9 +129,12 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
             wait_progress(listener, N / 4, Duration::from_secs(30)).await,
             "a quarter delivered before the fault"
         );
+        listener.set_delay(FAULT_DELAY);
         let stopped = NodeStopped::stop(leader).await;
         let since = Instant::now();
         let at = delivered(listener).len();
+        listener.set_delay(STEADY_ANSWER);
+        assert!(at < N, "the fault lands mid-drain ({at}/{N} delivered)");
         on_leader.wait_connections(2, Duration::from_secs(30)).await;
         let recovered = recovery(listener, at, since).await;
         let new_leader = leader_of(&queue).await;
