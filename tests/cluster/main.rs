@@ -1,7 +1,9 @@
 //! Cluster tests: workers on the local 3-node RabbitMQ cluster (`scripts/cluster`, nodes on
 //! 127.0.0.1:5701-5703) with quorum queues, while the node a worker is connected to stops,
 //! the node leading the input queue stops, every node restarts in turn, a worker's
-//! connection is cut, and a node holding dead letters and parked deliveries stops.
+//! connection is cut, and a node holding dead letters and parked deliveries stops; and
+//! workers with `amqp.management_url` connect to the input queue's leader, before and after
+//! it moves.
 //!
 //! Every scenario publishes its events first, checks by event id that each one reached each
 //! matching webhook at least once (or sits in the dead-letter queue), and that the
