@@ -67,8 +67,31 @@ impl Broker {
         }))
     }
 
-    /// Tries to connect to one URL; `shown` names it in errors.
+    /// Tries to connect to one URL, channels included, within [`CONNECT_TIMEOUT`]; `shown`
+    /// names it in errors. The whole try is bounded, not only the handshake: a connection cut
+    /// half-way (a proxy, a broker going down) must not hold the worker in a step that waits
+    /// for an answer that never comes.
     async fn connect_one(
+        url: &str,
+        shown: &str,
+        settings: &AmqpSettings,
+        redactor: &Redactor,
+    ) -> Result<Self, AmqpError> {
+        let attempt = Self::open(url, shown, settings, redactor);
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(AmqpError::Connect {
+                url: shown.to_string(),
+                message: format!(
+                    "no connection with its channels within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            }),
+        }
+    }
+
+    /// Connects to one URL and opens both channels.
+    async fn open(
         url: &str,
         shown: &str,
         settings: &AmqpSettings,
@@ -77,22 +100,13 @@ impl Broker {
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
         let url = with_frame_max(url, settings.frame_max);
-        let connect = Connection::connect(&url, properties);
-        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => {
-                return Err(AmqpError::Connect {
+        let connection =
+            Connection::connect(&url, properties)
+                .await
+                .map_err(|e| AmqpError::Connect {
                     url: shown.to_string(),
                     message: redactor.scrub(&e.to_string()),
-                });
-            }
-            Err(_) => {
-                return Err(AmqpError::Connect {
-                    url: shown.to_string(),
-                    message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                });
-            }
-        };
+                })?;
         let op = |operation: &str| {
             let operation = operation.to_string();
             let redactor = redactor.clone();

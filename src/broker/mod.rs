@@ -47,5 +47,7 @@ use std::time::Duration;
 /// must not hold up shutdown.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long connecting may take before it counts as a failure.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long connecting (handshake and channels) may take before it counts as a failure:
+/// far more than a healthy broker needs, even over TLS across a region, and short enough that a
+/// try cut half-way does not hold the worker long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
