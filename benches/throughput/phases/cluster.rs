@@ -254,13 +254,9 @@ fn cluster_env() -> Env {
     Env::from_pairs([("LOGZIO_TOKEN", TOKEN)])
 }
 
-/// The seed webhook with `concurrency` set.
+/// The seed webhook with `[webhook.delivery] concurrency` set.
 fn with_concurrency(webhook: &str, concurrency: u32) -> String {
-    webhook.replacen(
-        "[[webhook]]\n",
-        &format!("[[webhook]]\nconcurrency = {concurrency}\n"),
-        1,
-    )
+    format!("{webhook}\n[webhook.delivery]\nconcurrency = {concurrency}\n")
 }
 
 /// The node ports, the input queue's leader first when the management API says which.
