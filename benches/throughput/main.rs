@@ -12,8 +12,9 @@
 //! - **single**: the release binary (`run --config <dir>`) with the shipped seed webhook
 //!   (`config/webhooks/logzio.toml`, one request per event) pointed at nginx, which answers
 //!   `200` on `127.0.0.1` with a throwaway certificate. The clock starts when the broker
-//!   reports the worker's consumer on the input queue (polled every 2 ms) and stops when
-//!   nginx's access log shows N events answered `200` (read every 5 ms).
+//!   reports the worker's consumer on the input queue (polled every 2 ms) and stops at the
+//!   worker's N-th ack: once nginx's access log shows N events answered `200` (read every
+//!   5 ms), the worker's `/metrics` is read every 2 ms until it has acked N.
 //! - **batched**: the same webhook with `[webhook.batch] max_events = 200, max_bytes = "5MiB",
 //!   linger = "200ms"`; a batched request carries `x-relay-batch-size: N`, which the access log
 //!   records. Reported as not available when the build does not know the key.
@@ -26,6 +27,10 @@
 //!   so the bench can report the most bytes of bodies it held at once. Not compared with
 //!   bare (other events).
 //! - with `--rss-200k`, **single** with a 200,000-event backlog.
+//! - **cluster** (only with `--phases cluster`; issue #11): 1, 2 and 3 release workers on the
+//!   local 3-node cluster (`scripts/cluster up`), quorum queues, into nginx (broker-bound) and
+//!   into a sink that answers after 20 ms (endpoint-bound), each against as many bare
+//!   consumers on the same cluster; see `phases/cluster.rs`.
 //! - **latency**: a steady rate (1,000 events/s for 10 s by default) published while the
 //!   worker runs, sink = the in-process `LocalLogzio`, which records when each request
 //!   arrived; each event carries `data.custom_fields.seq` and the webhook's body carries it,
