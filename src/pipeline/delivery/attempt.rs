@@ -164,6 +164,14 @@ impl Attempt {
 pub(super) async fn send_and_read(
     builder: reqwest::RequestBuilder,
 ) -> Result<ResponseInfo, reqwest::Error> {
+    send_and_read_up_to(builder, RESPONSE_BODY_LIMIT).await
+}
+
+/// Sends and keeps the first `limit` bytes of the response (`truncated` says when more came).
+pub(super) async fn send_and_read_up_to(
+    builder: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<ResponseInfo, reqwest::Error> {
     let mut response = builder.send().await?;
     let status = response.status().as_u16();
     let headers = response
@@ -181,7 +189,7 @@ pub(super) async fn send_and_read(
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                let room = RESPONSE_BODY_LIMIT - body.len();
+                let room = limit - body.len();
                 if chunk.len() > room {
                     body.extend_from_slice(&chunk[..room]);
                     truncated = true;

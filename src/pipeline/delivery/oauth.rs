@@ -6,7 +6,7 @@
 //! got a 401 with token generation `g` asks for a token newer than `g`: the first to ask
 //! fetches, the others get what it fetched.
 
-use super::attempt::{ResponseInfo, send_and_read};
+use super::attempt::{ResponseInfo, send_and_read_up_to};
 use super::classify::FailureClass;
 use super::error::{AttemptError, chain};
 use crate::config::{ClientAuth, OAuth2};
@@ -19,6 +19,14 @@ use tokio::time::Instant;
 
 /// The longest a token is refreshed before it expires.
 const MAX_EARLY_REFRESH: Duration = Duration::from_secs(30);
+
+/// The largest token answer read: JWTs with many claims (Azure AD, Keycloak groups) pass 4 kB.
+const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+
+/// `expires_in` is taken between these (seconds): a token endpoint cannot make every
+/// delivery fetch a new token (0), nor overflow the clock (`u64::MAX`).
+const MIN_LIFETIME_SECS: u64 = 5;
+const MAX_LIFETIME_SECS: u64 = 24 * 60 * 60;
 
 /// One access token as fetched.
 #[derive(Debug)]
@@ -144,7 +152,7 @@ async fn fetch(
         value.set_sensitive(true);
         builder = builder.header(reqwest::header::AUTHORIZATION, value);
     }
-    let response = match send_and_read(builder.body(form(oauth))).await {
+    let response = match send_and_read_up_to(builder.body(form(oauth)), TOKEN_BODY_LIMIT).await {
         Ok(response) => response,
         Err(err) => {
             let transport = FailureClass::of_transport(&err);
@@ -160,6 +168,17 @@ async fn fetch(
             });
         }
     };
+    if (200..300).contains(&response.status) && response.truncated {
+        // Not a refusal: the answer is larger than anything a token endpoint should send.
+        return Err(AttemptError::Token {
+            class: FailureClass::TokenUnavailable,
+            message: format!(
+                "oauth2 token endpoint: http {} with a body over {TOKEN_BODY_LIMIT} bytes; \
+                 not read as a token",
+                response.status
+            ),
+        });
+    }
     if (200..300).contains(&response.status) {
         granted(&response, generation, redactor)
     } else {
@@ -186,7 +205,7 @@ fn granted(
         })?;
     header.set_sensitive(true);
     let refresh_at = granted.expires_in.map(|secs| {
-        let lifetime = Duration::from_secs(secs);
+        let lifetime = Duration::from_secs(secs.clamp(MIN_LIFETIME_SECS, MAX_LIFETIME_SECS));
         Instant::now() + lifetime - (lifetime / 10).min(MAX_EARLY_REFRESH)
     });
     Ok(Token {
@@ -352,5 +371,25 @@ mod tests {
         assert!(hint.contains("auth.client_secret"), "{hint}");
         assert!(refusal_hint("invalid_scope", FailureClass::TokenRefused).contains("scope"));
         assert!(refusal_hint("oops", FailureClass::TokenUnavailable).contains("retried"));
+    }
+
+    #[test]
+    fn any_expires_in_is_taken_within_bounds() {
+        let redactor = Redactor::default();
+        let huge = granted(
+            &answer(200, r#"{"access_token":"t","expires_in":18446744073709551615}"#),
+            1,
+            &redactor,
+        )
+        .expect("a huge lifetime is clamped, not an overflow");
+        let refresh_at = huge.refresh_at.unwrap();
+        assert!(refresh_at <= Instant::now() + Duration::from_secs(MAX_LIFETIME_SECS));
+        let zero = granted(
+            &answer(200, r#"{"access_token":"t","expires_in":0}"#),
+            1,
+            &redactor,
+        )
+        .unwrap();
+        assert!(zero.fresh(), "kept at least {MIN_LIFETIME_SECS} s");
     }
 }
