@@ -10,6 +10,7 @@ use crate::pipeline::delivery::validation::Validation;
 use crate::pipeline::delivery::{
     Attempt, Backoff, Deliverer, DeliveryRequest, FailureClass, ResponseInfo, Verdict,
 };
+use crate::redact::Redactor;
 use std::path::PathBuf;
 
 /// Options of `test`.
@@ -241,10 +242,26 @@ pub async fn execute(
 }
 
 impl TestRun {
+    /// The config's redactor, plus every OAuth2 token an attempt carried (an endpoint may
+    /// echo it in its answer).
+    pub fn redactor(&self, config: &Config) -> Redactor {
+        let tokens: Vec<&str> = self
+            .attempts
+            .iter()
+            .filter_map(|a| a.token.as_ref())
+            .map(|t| t.expose().as_str())
+            .collect();
+        if tokens.is_empty() {
+            config.redactor.clone()
+        } else {
+            config.redactor.merged(&Redactor::new(tokens))
+        }
+    }
+
     /// The run as it may be shown (secrets masked); `source` says where the event came from.
     pub fn shown<'a>(&'a self, config: &'a Config, source: &'a str) -> Test<'a> {
         Test {
-            config,
+            redactor: self.redactor(config),
             source,
             request: &self.request,
             attempts: &self.attempts,
@@ -294,7 +311,8 @@ async fn send(deliverer: &Deliverer, request: &DeliveryRequest, retries: u32) ->
 
 /// What a test did, to print or show.
 pub struct Test<'a> {
-    config: &'a Config,
+    /// Masks the config's secrets and the tokens the attempts carried.
+    redactor: Redactor,
     /// Where the event came from.
     source: &'a str,
     request: &'a DeliveryRequest,
@@ -333,11 +351,14 @@ impl Test<'_> {
             latency_ms: attempt.latency.as_millis(),
             status: response.map(|r| r.status),
             response_headers: response
-                .map(|r| scrub_headers(self.config, &r.headers))
+                .map(|r| scrub_headers(&self.redactor, &r.headers))
                 .unwrap_or_default(),
-            response_body: response.map(|r| self.config.redactor.scrub(&r.body)),
+            response_body: response.map(|r| self.redactor.scrub(&r.body)),
             response_body_truncated: response.is_some_and(|r| r.truncated),
-            error: attempt.error.as_ref().map(ToString::to_string),
+            error: attempt
+                .error
+                .as_ref()
+                .map(|e| self.redactor.scrub(&e.to_string())),
             failure: attempt.failure().map(|f| f.to_string()),
             validations: attempt.validations.clone(),
         }
@@ -417,10 +438,10 @@ impl Test<'_> {
         };
         println!("  status     {status}");
         println!("  latency    {} ms", attempt.latency.as_millis());
-        for (name, value) in scrub_headers(self.config, &response.headers) {
+        for (name, value) in scrub_headers(&self.redactor, &response.headers) {
             println!("  {name}: {value}");
         }
-        let body = self.config.redactor.scrub(&response.body);
+        let body = self.redactor.scrub(&response.body);
         if body.is_empty() {
             println!("  body: {}", style.dim("(empty)"));
         } else {
@@ -439,17 +460,17 @@ impl Test<'_> {
 }
 
 /// Response headers as they may be shown: an endpoint may echo the URL or a credential back.
-fn scrub_headers(config: &Config, headers: &[(String, String)]) -> Vec<(String, String)> {
+fn scrub_headers(redactor: &Redactor, headers: &[(String, String)]) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
             // Scrubbed as a header line, so that a short secret standing as the whole value
             // is masked too.
-            let line = config.redactor.scrub(&format!("{name}: {value}"));
+            let line = redactor.scrub(&format!("{name}: {value}"));
             let value = line
                 .strip_prefix(&format!("{name}: "))
-                .map_or_else(|| config.redactor.scrub(value), str::to_string);
-            (config.redactor.scrub(name), value)
+                .map_or_else(|| redactor.scrub(value), str::to_string);
+            (redactor.scrub(name), value)
         })
         .collect()
 }

@@ -6,7 +6,7 @@ use super::error::AttemptError;
 use super::request::DeliveryRequest;
 use super::validation::{self, Validation};
 use crate::config::ResponseValidator;
-use crate::redact::Redactor;
+use crate::redact::{Redactor, Secret};
 use std::time::{Duration, SystemTime};
 
 /// How much of a response body is kept for errors and invocation data.
@@ -51,6 +51,9 @@ pub struct Attempt {
     /// The response validators' verdicts on a 2xx answer (empty without validators or
     /// without a 2xx answer).
     pub validations: Vec<Validation>,
+    /// The OAuth2 access token the attempt carried, if any: whatever shows its response
+    /// (`test`, the console) masks it, since an endpoint may echo it back.
+    pub token: Option<Secret<String>>,
 }
 
 impl Attempt {
@@ -82,7 +85,14 @@ impl Attempt {
             error,
             verdict,
             validations: Vec::new(),
+            token: None,
         }
+    }
+
+    /// The same attempt, recording the OAuth2 token it carried.
+    pub(super) fn carrying(mut self, token: Option<Secret<String>>) -> Self {
+        self.token = token;
+        self
     }
 
     /// An attempt that failed before reaching the webhook (no token), after `latency`.
@@ -95,6 +105,7 @@ impl Attempt {
             error: Some(error),
             verdict,
             validations: Vec::new(),
+            token: None,
         }
     }
 

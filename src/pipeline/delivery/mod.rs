@@ -318,6 +318,7 @@ impl Deliverer {
         };
         Attempt::new(number, latency, result, redactor)
             .validated(&request.webhook.response_validators, redactor)
+            .carrying(token.map(|t| t.value.clone()))
     }
 
     /// Delivers with retries until success, a permanent failure, the retry budget running out

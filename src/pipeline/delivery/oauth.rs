@@ -377,7 +377,10 @@ mod tests {
     fn any_expires_in_is_taken_within_bounds() {
         let redactor = Redactor::default();
         let huge = granted(
-            &answer(200, r#"{"access_token":"t","expires_in":18446744073709551615}"#),
+            &answer(
+                200,
+                r#"{"access_token":"t","expires_in":18446744073709551615}"#,
+            ),
             1,
             &redactor,
         )

@@ -118,3 +118,72 @@ async fn check_webhooks_and_test_show_auth_signing_validators_and_rate_limit() {
     assert_no_secret(&out.stdout);
     app.finish().await;
 }
+
+/// An OAuth2 webhook whose endpoint echoes the request's `Authorization` back (a 401 with the
+/// header in its body and in a header of its own): `test` and `test --json` show the echo with
+/// the live access token masked.
+#[tokio::test]
+async fn test_masks_an_oauth2_token_the_endpoint_echoes_back() {
+    use crate::endpoint_server::{Endpoint, Reply};
+    const ACCESS_TOKEN: &str = "tok-LEAK-abcdef0123456789";
+    let endpoint = Endpoint::start(|seen| match seen.path.as_str() {
+        "/token" => Reply::new(
+            200,
+            format!(r#"{{"access_token":"{ACCESS_TOKEN}","expires_in":3600}}"#),
+        ),
+        _ => Reply::new(
+            401,
+            format!(
+                r#"{{"error":"denied","echo":"{}"}}"#,
+                seen.header("authorization").unwrap_or("")
+            ),
+        ),
+    })
+    .await;
+    let app = app("cli-oauth-echo").build().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), endpoint.ca_pem()).unwrap();
+    std::fs::write(
+        dir.path().join("relay.toml"),
+        format!(
+            "[http]\nca_file = \"ca.pem\"\n[policy]\nallowed_ports = [{}]\n",
+            endpoint.port()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+    std::fs::write(
+        dir.path().join("webhooks/echo.toml"),
+        format!(
+            "[[webhook]]\nname = \"echo\"\nurl = \"{}\"\ntriggers = [\"RequestApproved\"]\n\
+             body_template = '{{}}'\n[webhook.auth]\ntype = \"oauth2\"\ntoken_url = \"{}\"\n\
+             client_id = \"relay\"\nclient_secret = \"${{CLIENT_SECRET}}\"\n",
+            endpoint.url("/hook"),
+            endpoint.url("/token"),
+        ),
+    )
+    .unwrap();
+    let env = [("CLIENT_SECRET", "client-secret-0123456789")];
+    for args in [&["test", "echo"][..], &["--json", "test", "echo"][..]] {
+        let out = super::cli_in(&app, dir.path(), args, &env, None).await;
+        assert_exit(&out, 1);
+        let shown = format!("{}\n{}", out.stdout, out.stderr);
+        assert!(
+            !shown.contains(ACCESS_TOKEN) && !shown.contains("client-secret-0123456789"),
+            "`{}` printed a secret:\n{shown}",
+            args.join(" ")
+        );
+        assert!(
+            shown.contains("Bearer ***"),
+            "the echo is shown, masked:\n{shown}"
+        );
+    }
+    assert!(
+        endpoint
+            .seen_at("/hook")
+            .iter()
+            .any(|s| s.header("authorization") == Some(&format!("Bearer {ACCESS_TOKEN}"))),
+        "the endpoint did get the token"
+    );
+    app.finish().await;
+}
