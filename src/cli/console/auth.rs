@@ -152,8 +152,14 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
-    let open = path.starts_with("/assets/") || path == "/login";
     let auth = &console.auth;
+    let state_changing = request.method() != Method::GET && request.method() != Method::HEAD;
+    if let Err(why) = same_site(request.headers(), auth.required(), state_changing) {
+        tracing::warn!(target: "console", who = %peer, path, why, "refused: foreign host or origin");
+        console.count("host", "refused", 0);
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
+    let open = path.starts_with("/assets/") || path == "/login";
     let session = cookie(request.headers(), SESSION_COOKIE)
         .and_then(|id| auth.session_csrf(&id).map(|csrf| (id, csrf)));
     if auth.required() && session.is_none() && !open {
@@ -181,6 +187,54 @@ pub async fn guard(
     request.extensions_mut().insert(Who(who));
     request.extensions_mut().insert(Csrf(csrf));
     next.run(request).await
+}
+
+/// Refuses a request another site could have made through the user's browser:
+/// - without a login (a loopback console), a `Host` that is not a loopback name: a page that
+///   rebinds its own domain to 127.0.0.1 (DNS rebinding) reaches the console under that
+///   domain's name, and would otherwise read and act as the user;
+/// - a state-changing request whose `Origin` names another host than `Host`.
+pub(super) fn same_site(
+    headers: &axum::http::HeaderMap,
+    login: bool,
+    state_changing: bool,
+) -> Result<(), &'static str> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !login && !is_loopback_host(host_name(host)) {
+        return Err("this console answers only to a loopback host name (127.0.0.1, localhost)");
+    }
+    if let Some(origin) = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| state_changing)
+    {
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if !origin_host.eq_ignore_ascii_case(host) {
+            return Err("the request comes from another site (Origin)");
+        }
+    }
+    Ok(())
+}
+
+/// `host[:port]` without the port (`[::1]:8088` is `::1`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+fn is_loopback_host(name: &str) -> bool {
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Reads the form body, checks its `csrf` field against `expected`, and puts the body back.

@@ -131,3 +131,40 @@ token = "${T}"
     assert_eq!(auth("open"), "none");
     assert_eq!(auth("typed"), "bearer");
 }
+
+#[test]
+fn another_sites_host_or_origin_is_refused() {
+    use axum::http::{HeaderMap, HeaderValue, header};
+    let headers = |host: &str, origin: Option<&str>| {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(origin) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        h
+    };
+    for host in [
+        "127.0.0.1:8088",
+        "localhost:8088",
+        "[::1]:8088",
+        "127.0.0.1",
+        "LOCALHOST",
+    ] {
+        assert!(
+            auth::same_site(&headers(host, None), false, true).is_ok(),
+            "{host}"
+        );
+    }
+    // DNS rebinding: a page of attacker.example rebound to 127.0.0.1.
+    assert!(auth::same_site(&headers("attacker.example:8088", None), false, false).is_err());
+    assert!(auth::same_site(&headers("127.0.0.1.attacker.example", None), false, false).is_err());
+    // Behind a login, any host name (a reverse proxy's) is fine.
+    assert!(auth::same_site(&headers("console.example.com", None), true, false).is_ok());
+    // A POST from another origin is refused in both modes; a GET's Origin is not checked.
+    let foreign = Some("http://attacker.example");
+    assert!(auth::same_site(&headers("127.0.0.1:8088", foreign), false, true).is_err());
+    assert!(auth::same_site(&headers("console.example.com", foreign), true, true).is_err());
+    assert!(auth::same_site(&headers("127.0.0.1:8088", foreign), false, false).is_ok());
+    let own = Some("http://127.0.0.1:8088");
+    assert!(auth::same_site(&headers("127.0.0.1:8088", own), false, true).is_ok());
+}
