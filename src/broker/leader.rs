@@ -88,11 +88,7 @@ pub async fn lookup(
     let base = url::Url::parse(management.expose()).map_err(|e| e.to_string())?;
     let amqp = url::Url::parse(settings.url.expose()).map_err(|e| e.to_string())?;
     let vhost = vhost_of(&amqp);
-    let (user, password) = if base.username().is_empty() {
-        credentials(&amqp)
-    } else {
-        credentials(&base)
-    };
+    let (user, password) = api_credentials(&base, &amqp)?;
     crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -100,12 +96,8 @@ pub async fn lookup(
         .build()
         .map_err(|e| e.without_url().to_string())?;
     let get = |path: String| {
-        let mut url = base.clone();
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        url.set_path(&path);
         client
-            .get(url)
+            .get(api_url(&base, &path))
             .basic_auth(user.clone(), Some(password.clone()))
             .send()
     };
@@ -132,6 +124,32 @@ pub async fn lookup(
     }
 }
 
+/// Who asks the management API: the user of `amqp.management_url`, else the broker URL's,
+/// but never the broker's password in clear over `http` when the broker itself is reached
+/// over TLS.
+fn api_credentials(base: &url::Url, amqp: &url::Url) -> Result<(String, String), String> {
+    if !base.username().is_empty() {
+        Ok(credentials(base))
+    } else if base.scheme() == "https" || amqp.scheme() == "amqp" {
+        Ok(credentials(amqp))
+    } else {
+        Err("amqp.management_url is http:// while amqp.url is amqps://: the broker's password \
+             is not sent over plain HTTP; use https:// or put a user in amqp.management_url"
+            .into())
+    }
+}
+
+/// `path` of the API below `base` (which may sit under a proxy's path, e.g. `/rabbitmq/`),
+/// without the credentials (they go in a header).
+fn api_url(base: &url::Url, path: &str) -> url::Url {
+    let mut url = base.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}{path}"));
+    url
+}
+
 /// A successful answer's JSON, or why not (the URL left out).
 async fn json<T: serde::de::DeserializeOwned>(
     response: reqwest::Result<reqwest::Response>,
@@ -148,14 +166,13 @@ async fn json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| format!("unexpected answer: {e}"))
 }
 
-/// The virtual host of an AMQP URL: its path without the leading `/`, decoded; `/` when
-/// empty.
+/// The virtual host of an AMQP URL, as lapin reads it: its path without the leading `/`,
+/// decoded, and `/` when there is no path (`amqp://h`; `amqp://h/` names the empty vhost).
 fn vhost_of(url: &url::Url) -> String {
-    let path = url.path().trim_start_matches('/');
-    if path.is_empty() {
-        return "/".into();
+    match url.path() {
+        "" => "/".into(),
+        path => percent_decode(path.strip_prefix('/').unwrap_or(path)),
     }
-    percent_decode(path)
 }
 
 /// The user and password of a URL, decoded.
@@ -257,12 +274,38 @@ mod tests {
     }
 
     #[test]
+    fn the_api_is_asked_below_its_path_and_never_with_a_tls_password_over_http() {
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        let api = api_url(&url("https://a:b@h/rabbitmq/"), "/api/overview");
+        assert_eq!(api.as_str(), "https://h/rabbitmq/api/overview");
+        let api = api_url(&url("http://h:15672"), "/api/queues/%2F/q");
+        assert_eq!(api.as_str(), "http://h:15672/api/queues/%2F/q");
+
+        let amqps = url("amqps://relay:pw@h/%2f");
+        assert!(api_credentials(&url("http://h:15672"), &amqps).is_err());
+        assert_eq!(
+            api_credentials(&url("https://h"), &amqps).unwrap(),
+            ("relay".into(), "pw".into())
+        );
+        assert_eq!(
+            api_credentials(&url("http://mon:x@h"), &amqps).unwrap(),
+            ("mon".into(), "x".into())
+        );
+        let amqp = url("amqp://relay:pw@h/%2f");
+        assert!(api_credentials(&url("http://h"), &amqp).is_ok());
+    }
+
+    #[test]
     fn the_vhost_and_credentials_are_decoded_and_segments_encoded() {
         let url = url::Url::parse("amqp://us%40er:p%2Fw@h:5672/%2f").unwrap();
         assert_eq!(vhost_of(&url), "/");
         assert_eq!(credentials(&url), ("us@er".into(), "p/w".into()));
         let url = url::Url::parse("amqp://h").unwrap();
         assert_eq!(vhost_of(&url), "/");
+        let url = url::Url::parse("amqp://h/").unwrap();
+        assert_eq!(vhost_of(&url), "");
+        let url = url::Url::parse("amqp://h/prod%2Feu").unwrap();
+        assert_eq!(vhost_of(&url), "prod/eu");
         assert_eq!(encode_segment("/"), "%2F");
         assert_eq!(encode_segment("access-requests.in"), "access-requests.in");
         assert_eq!(encode_segment("a b"), "a%20b");
