@@ -70,43 +70,75 @@ impl Broker {
     /// Tries to connect to one URL, channels included, within [`CONNECT_TIMEOUT`]; `shown`
     /// names it in errors. The whole try is bounded, not only the handshake: a connection cut
     /// half-way (a proxy, a broker going down) must not hold the worker in a step that waits
-    /// for an answer that never comes.
+    /// for an answer that never comes. A connection whose channels fail or time out is closed
+    /// in the background (lapin's channels keep it alive when it is merely dropped).
     async fn connect_one(
         url: &str,
         shown: &str,
         settings: &AmqpSettings,
         redactor: &Redactor,
     ) -> Result<Self, AmqpError> {
-        let attempt = Self::open(url, shown, settings, redactor);
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(AmqpError::Connect {
-                url: shown.to_string(),
-                message: format!(
-                    "no connection with its channels within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                ),
-            }),
-        }
-    }
-
-    /// Connects to one URL and opens both channels.
-    async fn open(
-        url: &str,
-        shown: &str,
-        settings: &AmqpSettings,
-        redactor: &Redactor,
-    ) -> Result<Self, AmqpError> {
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let timed_out = || AmqpError::Connect {
+            url: shown.to_string(),
+            message: format!(
+                "no connection with its channels within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        };
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
         let url = with_frame_max(url, settings.frame_max);
         let connection =
-            Connection::connect(&url, properties)
-                .await
-                .map_err(|e| AmqpError::Connect {
-                    url: shown.to_string(),
-                    message: redactor.scrub(&e.to_string()),
-                })?;
+            match tokio::time::timeout_at(deadline, Connection::connect(&url, properties)).await {
+                Ok(Ok(connection)) => Arc::new(connection),
+                Ok(Err(e)) => {
+                    return Err(AmqpError::Connect {
+                        url: shown.to_string(),
+                        message: redactor.scrub(&e.to_string()),
+                    });
+                }
+                Err(_) => return Err(timed_out()),
+            };
+        let channels = Self::open_channels(&connection, settings, redactor);
+        let (consume_channel, publish_channel) =
+            match tokio::time::timeout_at(deadline, channels).await {
+                Ok(Ok(channels)) => channels,
+                failed => {
+                    let closing = connection.clone();
+                    tokio::spawn(async move {
+                        let close = closing.close(200, "connect failed".into());
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+                    });
+                    return Err(match failed {
+                        Ok(Err(e)) => e,
+                        _ => timed_out(),
+                    });
+                }
+            };
+        Ok(Broker {
+            publisher: Publisher::new(connection.clone(), publish_channel, redactor.clone()),
+            connection,
+            consume_channel,
+            consume_acks: AckQueue::spawn(),
+            redactor: redactor.clone(),
+            topology: Arc::new(StoreTopology {
+                dead_letter_queue: settings.dead_letter_queue.clone(),
+                input_queue: settings.queue.clone(),
+                queue_type: settings.queue_type,
+                redelivery_limit: settings.redelivery_limit,
+                declare: settings.declare,
+            }),
+            retry_channels: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Opens the consuming channel (with its prefetch) and the confirm-mode publishing one.
+    async fn open_channels(
+        connection: &Arc<Connection>,
+        settings: &AmqpSettings,
+        redactor: &Redactor,
+    ) -> Result<(Channel, Channel), AmqpError> {
         let op = |operation: &str| {
             let operation = operation.to_string();
             let redactor = redactor.clone();
@@ -123,23 +155,8 @@ impl Broker {
             .basic_qos(settings.prefetch, BasicQosOptions::default())
             .await
             .map_err(op("set prefetch"))?;
-        let connection = Arc::new(connection);
-        let publish_channel = open_confirm_channel(&connection, redactor).await?;
-        Ok(Broker {
-            publisher: Publisher::new(connection.clone(), publish_channel, redactor.clone()),
-            connection,
-            consume_channel,
-            consume_acks: AckQueue::spawn(),
-            redactor: redactor.clone(),
-            topology: Arc::new(StoreTopology {
-                dead_letter_queue: settings.dead_letter_queue.clone(),
-                input_queue: settings.queue.clone(),
-                queue_type: settings.queue_type,
-                redelivery_limit: settings.redelivery_limit,
-                declare: settings.declare,
-            }),
-            retry_channels: std::sync::Mutex::new(Vec::new()),
-        })
+        let publish_channel = open_confirm_channel(connection, redactor).await?;
+        Ok((consume_channel, publish_channel))
     }
 
     /// Declares the durable topic exchange, the input queue bound to it with `#`, and the

@@ -133,9 +133,11 @@ fn api_credentials(base: &url::Url, amqp: &url::Url) -> Result<(String, String),
     } else if base.scheme() == "https" || amqp.scheme() == "amqp" {
         Ok(credentials(amqp))
     } else {
-        Err("amqp.management_url is http:// while amqp.url is amqps://: the broker's password \
+        Err(
+            "amqp.management_url is http:// while amqp.url is amqps://: the broker's password \
              is not sent over plain HTTP; use https:// or put a user in amqp.management_url"
-            .into())
+                .into(),
+        )
     }
 }
 
