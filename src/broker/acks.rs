@@ -1,20 +1,25 @@
-//! One channel's acks, coalesced: an ack with `multiple = true` over the contiguous prefix of
-//! settled delivery tags instead of one frame per message.
+//! One channel's acks, coalesced: an ack with `multiple = true` over the settled prefix of
+//! delivery tags instead of one frame per message.
 //!
 //! Delivery tags are numbered 1, 2, 3, … per channel by the broker, whichever consumer (or
-//! `basic.get`) received them. A [`Ledger`] remembers, per tag, whether its message asked for an
-//! ack that has not been sent (`Ready`) or was settled on the wire already (`Done`: a nack, or
-//! an ack of its own). `basic.ack(t, multiple)` is sent only when *every* tag from the last one
-//! covered up to `t` is `Ready` or `Done`. A tag the ledger has never heard of (a message still
-//! being delivered, or one settled elsewhere) breaks the prefix, so a multiple ack can never
-//! cover a message that is not safe yet: "acked only once safe" stays exact.
+//! `basic.get`) received them. Every delivery is registered with its channel's [`AckQueue`]
+//! when it becomes an `Inbound`, before anything can settle it. The [`Ledger`] knows which
+//! tags were received (all of them up to some tag, plus any that arrived out of order), which
+//! of those are still open (not settled), and which asked to be acked and wait to be sent.
+//! `basic.ack(t, multiple)` is sent only for a `t` below every open tag and at most the last
+//! tag up to which every delivery was received: every message it covers is either in this
+//! flush or settled on the wire before it. A delivery never registered (one dropped before it
+//! became an `Inbound`) stops the prefix, so a multiple ack never covers a message that is not
+//! safe: "acked only once safe" stays exact. What the ledger holds is bounded by what is in
+//! flight on the channel; a slow message only means that the acks beyond it go one by one
+//! until it settles.
 //!
 //! An [`AckQueue`] is a small task per channel. It waits up to [`LINGER`] after the first ack
 //! it has not sent (or until [`FLUSH_AT`] are waiting), then sends one multiple ack for the
-//! prefix and one ack each for the tags beyond a gap, so a message that takes long (a slow
-//! endpoint) never holds back the acks of those after it. Frames go out in the order they are
-//! decided, one after the other, so an ack or nack of one tag is always on the wire before a
-//! multiple ack that covers it. Each caller waits until its own ack is written.
+//! prefix and one ack each for the tags beyond an open one, so a message that takes long (a
+//! slow endpoint) never holds back the acks of those after it. Frames go out in the order
+//! they are decided, one after the other, so an ack or nack of one tag is always on the wire
+//! before a multiple ack that covers it. Each caller waits until its own ack is written.
 
 use super::AmqpError;
 use lapin::Acker;
@@ -29,8 +34,10 @@ pub const LINGER: Duration = Duration::from_millis(1);
 /// Acks waiting that make the queue send at once.
 pub const FLUSH_AT: usize = 64;
 
-/// What one settle asks of the channel.
+/// What a delivery or its settle tells the channel's task.
 enum Request {
+    /// A delivery was received (registered before anything can settle it).
+    Received(u64),
     Ack(u64, Acker, Reply),
     Requeue(u64, Acker, Reply),
 }
@@ -51,6 +58,12 @@ impl AckQueue {
         let (requests, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run(receiver));
         AckQueue { requests }
+    }
+
+    /// Registers the delivery `tag` as received (and not settled). Must come before its ack
+    /// or nack; a tag never registered is never covered by a multiple ack.
+    pub(super) fn received(&self, tag: u64) {
+        let _ = self.requests.send(Request::Received(tag));
     }
 
     /// Acks the delivery `tag` (whose own handle is `acker`); returns once the frame that acks
@@ -81,32 +94,26 @@ impl AckQueue {
     }
 }
 
-/// Tags settled on their own beyond a gap that make the ledger give up the prefix: a tag it
-/// never hears of (a delivery dropped unsettled) would otherwise keep them for ever. From then
-/// on every ack of the channel is sent on its own.
-const MAX_DONE: usize = 1 << 17;
-
-/// The tags of one channel that asked for an ack, and those settled on their own, above the
-/// highest tag a multiple ack has covered.
+/// One channel's deliveries as far as acking them goes.
 #[derive(Debug)]
 pub(super) struct Ledger<T> {
-    /// Every tag up to here is settled on the wire.
-    floor: u64,
+    /// Every tag up to here was received.
+    received: u64,
+    /// Tags above `received + 1` received out of order.
+    early: BTreeSet<u64>,
+    /// Received and not settled: not asked to be acked, not nacked.
+    open: BTreeSet<u64>,
     /// Asked to be acked; not sent yet.
     ready: BTreeMap<u64, T>,
-    /// Above the floor and settled on the wire already (a nack, or an ack of its own).
-    done: BTreeSet<u64>,
-    /// Whether multiple acks are still sent (see [`MAX_DONE`]).
-    coalescing: bool,
 }
 
 impl<T> Default for Ledger<T> {
     fn default() -> Self {
         Ledger {
-            floor: 0,
+            received: 0,
+            early: BTreeSet::new(),
+            open: BTreeSet::new(),
             ready: BTreeMap::new(),
-            done: BTreeSet::new(),
-            coalescing: true,
         }
     }
 }
@@ -114,27 +121,39 @@ impl<T> Default for Ledger<T> {
 /// What a flush of the ledger sends.
 #[derive(Debug, PartialEq)]
 pub(super) struct Flush<T> {
-    /// `basic.ack(tag, multiple = true)` and the waiters it answers, when the prefix has one.
+    /// `basic.ack(tag, multiple = true)` and the waiters it answers, when there is a prefix.
     pub(super) multiple: Option<(u64, Vec<T>)>,
-    /// One `basic.ack(tag)` each: ready tags beyond a gap.
+    /// One `basic.ack(tag)` each: ready tags above an open or never-received one.
     pub(super) single: Vec<(u64, T)>,
 }
 
 impl<T> Ledger<T> {
-    /// Records that `tag` asks to be acked.
-    pub(super) fn ready(&mut self, tag: u64, waiter: T) {
-        let settled = self.coalescing && (tag <= self.floor || self.done.contains(&tag));
-        if !settled {
-            self.ready.insert(tag, waiter);
+    /// Records that delivery `tag` was received and is open.
+    pub(super) fn receive(&mut self, tag: u64) {
+        if tag <= self.received {
+            return;
+        }
+        self.open.insert(tag);
+        if tag == self.received + 1 {
+            self.received = tag;
+            while self.early.remove(&(self.received + 1)) {
+                self.received += 1;
+            }
+        } else {
+            self.early.insert(tag);
         }
     }
 
-    /// Records that `tag` was settled on the wire on its own (its frame is written before any
-    /// later flush's). A ready entry for it is removed and returned.
+    /// Records that `tag` asks to be acked.
+    pub(super) fn ready(&mut self, tag: u64, waiter: T) {
+        self.open.remove(&tag);
+        self.ready.insert(tag, waiter);
+    }
+
+    /// Records that `tag` was settled on the wire on its own (a nack, written before any later
+    /// flush's frames). A ready entry for it is removed and returned.
     pub(super) fn done(&mut self, tag: u64) -> Option<T> {
-        if self.coalescing && tag > self.floor {
-            self.done.insert(tag);
-        }
+        self.open.remove(&tag);
         self.ready.remove(&tag)
     }
 
@@ -143,37 +162,21 @@ impl<T> Ledger<T> {
         self.ready.len()
     }
 
-    /// Takes every ready tag: the contiguous prefix above the floor as one multiple ack (when it
-    /// holds a ready tag), the rest one by one; the floor moves to the prefix's end.
+    /// Takes every ready tag: those below every open tag and received without a gap as one
+    /// multiple ack, the rest one by one.
     pub(super) fn flush(&mut self) -> Flush<T> {
-        let mut prefix = Vec::new();
-        let mut highest_ready = None;
-        if self.coalescing {
-            let mut end = self.floor;
-            loop {
-                let next = end + 1;
-                if let Some(waiter) = self.ready.remove(&next) {
-                    prefix.push(waiter);
-                    highest_ready = Some(next);
-                } else if !self.done.remove(&next) {
-                    break;
-                }
-                end = next;
-            }
-            self.floor = end;
-        }
-        let single: Vec<(u64, T)> = std::mem::take(&mut self.ready).into_iter().collect();
-        if self.coalescing {
-            self.done.extend(single.iter().map(|(tag, _)| *tag));
-            if self.done.len() > MAX_DONE {
-                self.done.clear();
-                self.coalescing = false;
-            }
-        }
-        Flush {
-            multiple: highest_ready.map(|tag| (tag, prefix)),
-            single,
-        }
+        let below_open = self.open.first().map_or(u64::MAX, |open| open - 1);
+        let limit = self.received.min(below_open);
+        let single: Vec<(u64, T)> = match limit.checked_add(1) {
+            Some(above) => self.ready.split_off(&above).into_iter().collect(),
+            None => Vec::new(),
+        };
+        let prefix = std::mem::take(&mut self.ready);
+        let multiple = prefix
+            .last_key_value()
+            .map(|(tag, _)| *tag)
+            .map(|tag| (tag, prefix.into_values().collect()));
+        Flush { multiple, single }
     }
 }
 
@@ -210,6 +213,7 @@ async fn run(mut requests: mpsc::UnboundedReceiver<Request>) {
 /// Puts one request in the ledger; a nack is sent at once.
 async fn take(ledger: &mut Ledger<Waiting>, request: Request) {
     match request {
+        Request::Received(tag) => ledger.receive(tag),
         Request::Ack(tag, acker, reply) => ledger.ready(tag, Waiting { acker, reply }),
         Request::Requeue(tag, acker, reply) => {
             if let Some(waiting) = ledger.done(tag) {
@@ -271,83 +275,92 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_contiguous_prefix_is_one_multiple_ack() {
+    fn received(tags: impl IntoIterator<Item = u64>) -> Ledger<u64> {
         let mut ledger = Ledger::default();
+        for tag in tags {
+            ledger.receive(tag);
+        }
+        ledger
+    }
+
+    #[test]
+    fn a_settled_prefix_is_one_multiple_ack() {
+        let mut ledger = received(1..=3);
         for tag in [3, 1, 2] {
             ledger.ready(tag, tag);
         }
         assert_eq!(flushed(&mut ledger), (Some((3, vec![1, 2, 3])), vec![]));
-        assert_eq!(ledger.floor, 3);
         assert_eq!(ledger.waiting(), 0);
     }
 
     #[test]
-    fn a_gap_is_never_covered_and_the_tags_beyond_it_go_one_by_one() {
-        let mut ledger = Ledger::default();
+    fn an_open_tag_is_never_covered_and_the_tags_beyond_it_go_one_by_one() {
+        let mut ledger = received(1..=6);
         for tag in [1, 2, 4, 6] {
             ledger.ready(tag, tag);
         }
         assert_eq!(flushed(&mut ledger), (Some((2, vec![1, 2])), vec![4, 6]));
-        // 3 (and 5) are still out: 4 and 6 are sent, so the floor waits at 2.
-        assert_eq!(ledger.floor, 2);
         ledger.ready(3, 3);
         assert_eq!(
             flushed(&mut ledger),
             (Some((3, vec![3])), vec![]),
-            "the prefix stops before 5, which is unknown; 4 was acked on its own"
+            "5 is still open: 3 is covered, nothing above it"
         );
-        assert_eq!(ledger.floor, 4);
         ledger.ready(5, 5);
         assert_eq!(flushed(&mut ledger), (Some((5, vec![5])), vec![]));
-        assert_eq!(ledger.floor, 6);
     }
 
     #[test]
-    fn a_prefix_of_nacked_tags_alone_sends_nothing_but_moves_the_floor() {
-        let mut ledger: Ledger<u64> = Ledger::default();
+    fn a_tag_not_received_yet_stops_the_prefix() {
+        // 1 and 3 arrived (out of order through two lanes); 2 is still on its way.
+        let mut ledger = received([1, 3]);
+        ledger.ready(1, 1);
+        ledger.ready(3, 3);
+        assert_eq!(flushed(&mut ledger), (Some((1, vec![1])), vec![3]));
+        ledger.receive(2);
+        ledger.ready(2, 2);
+        assert_eq!(flushed(&mut ledger), (Some((2, vec![2])), vec![]));
+        assert_eq!(ledger.received, 3);
+    }
+
+    #[test]
+    fn a_nacked_tag_no_longer_holds_the_prefix() {
+        let mut ledger = received(1..=3);
         assert_eq!(ledger.done(1), None);
-        assert_eq!(ledger.done(2), None);
-        assert_eq!(flushed(&mut ledger), (None, vec![]));
-        assert_eq!(ledger.floor, 2);
+        ledger.ready(3, 3);
+        assert_eq!(flushed(&mut ledger), (None, vec![3]), "2 is open");
+        ledger.done(2);
+        ledger.receive(4);
         ledger.ready(4, 4);
-        ledger.done(3);
         assert_eq!(flushed(&mut ledger), (Some((4, vec![4])), vec![]));
     }
 
     #[test]
-    fn tags_at_or_below_the_floor_are_ignored() {
-        let mut ledger = Ledger::default();
-        ledger.ready(1, 1);
-        ledger.flush();
-        ledger.ready(1, 1);
-        assert_eq!(ledger.waiting(), 0);
-        assert_eq!(ledger.done(1), None);
-    }
-
-    #[test]
-    fn a_tag_never_heard_of_ends_coalescing_instead_of_growing_the_ledger() {
-        let mut ledger = Ledger::default();
-        // Tag 1 is never settled through the ledger.
-        for tag in 2..(MAX_DONE as u64 + 3) {
+    fn a_slow_message_costs_coalescing_only_until_it_settles_and_memory_stays_bounded() {
+        let mut ledger = received([1]);
+        for tag in 2..100_000 {
+            ledger.receive(tag);
             ledger.ready(tag, tag);
+            if tag % 64 == 0 {
+                let (multiple, _) = flushed(&mut ledger);
+                assert_eq!(multiple, None, "1 is open: nothing may cover it");
+            }
         }
-        let (multiple, single) = flushed(&mut ledger);
-        assert_eq!(multiple, None, "1 is unknown: nothing may cover it");
-        assert_eq!(single.len(), MAX_DONE + 1);
-        assert!(!ledger.coalescing);
-        assert!(ledger.done.is_empty());
+        flushed(&mut ledger);
+        assert!(ledger.open.len() == 1 && ledger.early.is_empty() && ledger.ready.is_empty());
         ledger.ready(1, 1);
+        ledger.receive(100_000);
+        ledger.ready(100_000, 100_000);
         assert_eq!(
             flushed(&mut ledger),
-            (None, vec![1]),
-            "one by one from now on"
+            (Some((100_000, vec![1, 100_000])), vec![]),
+            "coalescing again as soon as the slow one settled"
         );
     }
 
     #[test]
     fn a_nack_replaces_a_waiting_ack_of_the_same_tag() {
-        let mut ledger = Ledger::default();
+        let mut ledger = received([1]);
         ledger.ready(1, 10);
         assert_eq!(ledger.done(1), Some(10));
         assert_eq!(ledger.waiting(), 0);

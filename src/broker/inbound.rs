@@ -65,6 +65,7 @@ impl Settler {
         delivery: lapin::message::Delivery,
         lease: Option<Lease>,
     ) -> Inbound {
+        self.acks.received(delivery.delivery_tag);
         Inbound {
             body: delivery.data,
             routing_key: delivery.routing_key.as_str().to_string(),

@@ -24,8 +24,9 @@ const MAX_EARLY_REFRESH: Duration = Duration::from_secs(30);
 const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 
 /// `expires_in` is taken between these (seconds): a token endpoint cannot make every
-/// delivery fetch a new token (0), nor overflow the clock (`u64::MAX`).
-const MIN_LIFETIME_SECS: u64 = 5;
+/// delivery fetch a new token (0), nor overflow the clock (`u64::MAX`); a short lifetime the
+/// provider means (1 s) is kept.
+const MIN_LIFETIME_SECS: u64 = 1;
 const MAX_LIFETIME_SECS: u64 = 24 * 60 * 60;
 
 /// One access token as fetched.
