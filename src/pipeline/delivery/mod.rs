@@ -106,8 +106,12 @@ impl Deliverer {
         let tokens = config
             .webhooks
             .iter()
-            .filter(|w| matches!(w.auth, Some(crate::config::Auth::OAuth2(_))))
-            .map(|w| (w.name.clone(), Arc::new(TokenCache::default())))
+            .filter_map(|w| match &w.auth {
+                Some(crate::config::Auth::OAuth2(oauth)) => {
+                    Some((w.name.clone(), Arc::new(TokenCache::for_webhook(w, oauth))))
+                }
+                _ => None,
+            })
             .collect();
         let limiters = config
             .webhooks
@@ -150,8 +154,9 @@ impl Deliverer {
     }
 
     /// A deliverer for `config` that keeps the circuit state of `previous` for webhooks of the
-    /// same name (a config reload must not close an open circuit), their OAuth2 tokens (a
-    /// token the new credentials no longer fit is refused with a 401, which refreshes it), and
+    /// same name (a config reload must not close an open circuit), their OAuth2 tokens while
+    /// the target's origin and every OAuth2 setting are unchanged (never a token fetched for
+    /// one target or client sent to another), and
     /// their rate limiters when the limit is unchanged (a reload must not grant a new burst).
     pub fn reloaded(config: &Config, previous: &Deliverer) -> Result<Self, DeliveryError> {
         let mut next = Deliverer::new(config)?;
@@ -161,7 +166,9 @@ impl Deliverer {
             }
         }
         for (name, cache) in next.tokens.iter_mut() {
-            if let Some(old) = previous.tokens.get(name) {
+            if let Some(old) = previous.tokens.get(name)
+                && old.same_identity(cache)
+            {
                 *cache = Arc::clone(old);
             }
         }

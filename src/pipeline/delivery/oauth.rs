@@ -51,6 +51,9 @@ impl Token {
 /// The cached token of one webhook and the state of its fetches.
 #[derive(Debug, Default)]
 pub struct TokenCache {
+    /// A digest of what the token was asked for and where it is sent (see
+    /// [`TokenCache::for_webhook`]): a reload keeps the cache only while it is the same.
+    identity: Vec<u8>,
     state: tokio::sync::Mutex<State>,
     /// Fetches started, readable without the lock.
     fetches: AtomicU64,
@@ -66,6 +69,21 @@ struct State {
 }
 
 impl TokenCache {
+    /// An empty cache for `webhook`, whose OAuth2 settings are `oauth`.
+    pub fn for_webhook(webhook: &crate::config::Webhook, oauth: &OAuth2) -> TokenCache {
+        TokenCache {
+            identity: identity(webhook.url.expose(), oauth),
+            ..TokenCache::default()
+        }
+    }
+
+    /// Whether a token from this cache may be sent where `other` sends it: the same target
+    /// origin, token endpoint, client, secret, scope and parameters. A reload that changes
+    /// any of them must not hand the old token to the new target.
+    pub fn same_identity(&self, other: &TokenCache) -> bool {
+        self.identity == other.identity
+    }
+
     /// How many times the token endpoint was asked.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -125,6 +143,27 @@ struct Granted {
 struct Refused {
     error: String,
     error_description: Option<String>,
+}
+
+/// A SHA-256 digest of the target's origin and every OAuth2 setting (the secret included, as
+/// a digest only).
+fn identity(target: &url::Url, oauth: &OAuth2) -> Vec<u8> {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut field = |value: &str| {
+        context.update(&(value.len() as u64).to_be_bytes());
+        context.update(value.as_bytes());
+    };
+    field(&target.origin().ascii_serialization());
+    field(oauth.token_url.expose().as_str());
+    field(&oauth.client_id);
+    field(oauth.client_secret.expose());
+    field(oauth.scope.as_deref().unwrap_or(""));
+    field(&format!("{:?}", oauth.client_auth));
+    for (name, value) in &oauth.params {
+        field(name);
+        field(value.expose());
+    }
+    context.finish().as_ref().to_vec()
 }
 
 /// Asks the token endpoint once.
@@ -395,5 +434,22 @@ mod tests {
         )
         .unwrap();
         assert!(zero.fresh(), "kept at least {MIN_LIFETIME_SECS} s");
+    }
+
+    #[test]
+    fn the_identity_changes_with_the_target_origin_and_every_setting() {
+        let target = url::Url::parse("https://api.example.com/hook?x=1").unwrap();
+        let base = identity(&target, &oauth(ClientAuth::Basic));
+        let same_origin = url::Url::parse("https://api.example.com/other").unwrap();
+        assert_eq!(identity(&same_origin, &oauth(ClientAuth::Basic)), base);
+        let elsewhere = url::Url::parse("https://evil.example.com/hook").unwrap();
+        assert_ne!(identity(&elsewhere, &oauth(ClientAuth::Basic)), base);
+        assert_ne!(identity(&target, &oauth(ClientAuth::Body)), base);
+        let mut secret = oauth(ClientAuth::Basic);
+        secret.client_secret = Secret::new("another".into());
+        assert_ne!(identity(&target, &secret), base);
+        let mut scope = oauth(ClientAuth::Basic);
+        scope.scope = None;
+        assert_ne!(identity(&target, &scope), base);
     }
 }
