@@ -253,7 +253,7 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, Respons
     }
 }
 
-/// Security headers on every response: the strict CSP, no sniffing, no referrer, no caching
+/// Security headers on every response: the strict CSP, no sniffing, no referrer to other sites, no caching
 /// (pages show dead letters), no framing.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
@@ -268,7 +268,10 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // `same-origin`, not `no-referrer`: the console's own form POSTs then carry their real
+        // `Origin` (with `no-referrer` browsers send `Origin: null`), which [`same_site`]
+        // checks; other sites still get no referrer.
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers
