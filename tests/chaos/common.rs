@@ -1,16 +1,16 @@
 //! What every chaos scenario shares: one scenario at a time, bulk publishing with pipelined
 //! confirms, counting deliveries per event id, and driving the broker with `rabbitmqctl`.
 
-use crate::support::harness::{TestApp, rabbitmq_url, sample_with};
+use crate::bulk::publish_confirmed;
+pub use crate::bulk::{Outgoing, approval, approvals};
+use crate::support::harness::{TestApp, rabbitmq_url};
 use crate::support::logzio::{LocalLogzio, Received};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use webhook_relay::broker::Broker;
-use webhook_relay::model::event::Trigger;
 
 /// No scenario may take longer than this (each is meant to stay well under a minute).
 const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
@@ -37,83 +37,14 @@ pub async fn scenario(name: &str, body: impl Future<Output = ()>) {
     );
 }
 
-/// One message to publish.
-pub struct Outgoing {
-    /// The bytes, as published.
-    pub body: Vec<u8>,
-    /// The routing key on the test's exchange.
-    pub routing_key: String,
-    /// The AMQP `message_id`, which is also the event id the worker uses.
-    pub message_id: String,
-}
-
-/// `n` approvals with message ids (so event ids) `{prefix}-{i}`, and those ids.
-pub fn approvals(prefix: &str, n: usize) -> (Vec<String>, Vec<Outgoing>) {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
-    let messages = ids.iter().map(|id| approval(id)).collect();
-    (ids, messages)
-}
-
-/// One approval with message id `id` (also its `data.id`).
-pub fn approval(id: &str) -> Outgoing {
-    let event = sample_with(Trigger::RequestApproved, |e| {
-        e["data"]["id"] = id.into();
-    });
-    Outgoing {
-        body: event.to_string().into_bytes(),
-        routing_key: "RequestApproved".into(),
-        message_id: id.to_string(),
-    }
-}
-
-/// Publishes every message persistent and mandatory on its own connection, with the
-/// confirms pipelined: everything is sent first, then every confirm is awaited. Panics on a
-/// nack or an unroutable message.
+/// Publishes every message persistent and mandatory on a connection of its own, with the
+/// confirms pipelined ([`publish_confirmed`]). Panics on a nack or an unroutable message.
 pub async fn publish_bulk(app: &TestApp, messages: &[Outgoing]) {
     let started = Instant::now();
     let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
         .await
         .expect("publisher connection");
-    let channel = connection
-        .create_channel()
-        .await
-        .expect("publisher channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm mode");
-    let exchange = app.config.amqp.exchange.as_str();
-    let mut confirms = Vec::with_capacity(messages.len());
-    for message in messages {
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(message.message_id.as_str().into());
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                message.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &message.body,
-                properties,
-            )
-            .await
-            .expect("basic.publish");
-        confirms.push(confirm);
-    }
-    let results = futures_util::future::join_all(confirms).await;
-    for (message, result) in messages.iter().zip(results) {
-        match result {
-            Ok(Confirmation::Ack(None)) => {}
-            other => panic!(
-                "publishing {} was not confirmed: {other:?}",
-                message.message_id
-            ),
-        }
-    }
+    publish_confirmed(&connection, &app.config.amqp.exchange, messages).await;
     let _ = connection.close(200, "published".into()).await;
     println!(
         "[chaos]   published {} messages in {:.2}s",

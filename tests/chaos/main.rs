@@ -7,6 +7,8 @@
 //! duplicates there were. Scenarios run one at a time (some stop the broker), each with its
 //! own exchange and queues, deleted at the end.
 
+#[path = "../support/bulk.rs"]
+mod bulk;
 #[path = "../support/mod.rs"]
 mod support;
 

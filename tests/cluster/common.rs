@@ -3,10 +3,12 @@
 //! that prefer a given node, bulk publishing, counting deliveries per event id, and finding
 //! the node that leads a queue.
 
-use crate::support::harness::{AppBuilder, TestApp, app, sample_with};
+use crate::bulk::publish_confirmed;
+pub use crate::bulk::{Outgoing, approvals};
+use crate::support::harness::{AppBuilder, TestApp, app};
 use crate::support::logzio::{LocalLogzio, Received};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::options::BasicGetOptions;
+use lapin::{Connection, ConnectionProperties};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,6 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use webhook_relay::broker::Broker;
 use webhook_relay::config::{self, Env};
-use webhook_relay::model::event::Trigger;
 use webhook_relay::ops::metrics::Metrics;
 use webhook_relay::worker;
 
@@ -271,30 +272,6 @@ impl Drop for Worker {
     }
 }
 
-/// One message to publish.
-pub struct Outgoing {
-    body: Vec<u8>,
-    message_id: String,
-}
-
-/// `n` approvals with message ids (so event ids) `{prefix}-{i}`, and those ids.
-pub fn approvals(prefix: &str, n: usize) -> (Vec<String>, Vec<Outgoing>) {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
-    let messages = ids
-        .iter()
-        .map(|id| {
-            let event = sample_with(Trigger::RequestApproved, |e| {
-                e["data"]["id"] = id.as_str().into();
-            });
-            Outgoing {
-                body: event.to_string().into_bytes(),
-                message_id: id.clone(),
-            }
-        })
-        .collect();
-    (ids, messages)
-}
-
 /// Opens a connection to the first node of `nodes` that answers.
 pub async fn connect_any(nodes: &[usize]) -> Connection {
     for n in nodes {
@@ -311,50 +288,12 @@ pub async fn connect_any(nodes: &[usize]) -> Connection {
 }
 
 /// Publishes every message to the app's exchange through node 1, persistent and mandatory,
-/// with the confirms pipelined. Panics on a nack or an unroutable message.
+/// with the confirms pipelined ([`publish_confirmed`]). Panics on a nack or an unroutable
+/// message.
 pub async fn publish_bulk(app: &TestApp, messages: &[Outgoing]) {
     let started = Instant::now();
     let connection = connect_any(&[1]).await;
-    let channel = connection
-        .create_channel()
-        .await
-        .expect("publisher channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm mode");
-    let exchange = app.config.amqp.exchange.as_str();
-    let mut confirms = Vec::with_capacity(messages.len());
-    for message in messages {
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(message.message_id.as_str().into());
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                "RequestApproved".into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &message.body,
-                properties,
-            )
-            .await
-            .expect("basic.publish");
-        confirms.push(confirm);
-    }
-    let results = futures_util::future::join_all(confirms).await;
-    for (message, result) in messages.iter().zip(results) {
-        match result {
-            Ok(Confirmation::Ack(None)) => {}
-            other => panic!(
-                "publishing {} was not confirmed: {other:?}",
-                message.message_id
-            ),
-        }
-    }
+    publish_confirmed(&connection, &app.config.amqp.exchange, messages).await;
     let _ = connection.close(200, "published".into()).await;
     println!(
         "[cluster]   published {} messages in {:.2}s",

@@ -16,6 +16,8 @@
 //! `CLUSTER_REQUIRE` is set (`.ci/run` sets it), which makes them fail instead.
 
 // Shared with tests/it and tests/chaos: not every helper is used here.
+#[path = "../support/bulk.rs"]
+mod bulk;
 #[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod support;
