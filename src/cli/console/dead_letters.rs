@@ -417,6 +417,22 @@ struct ReplayedPage {
     results: Vec<(String, String, String)>,
 }
 
+/// Runs a state-changing `action` in a task of its own: a browser that goes away must not
+/// stop it half-way.
+async fn detached(
+    what: &'static str,
+    action: impl std::future::Future<Output = Response> + Send + 'static,
+) -> Response {
+    tokio::spawn(action).await.unwrap_or_else(|e| {
+        tracing::error!(target: "console", "{what} failed: {e}");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} failed; see the console's log\n"),
+        )
+            .into_response()
+    })
+}
+
 fn refused_read_only(console: &Console, action: &'static str) -> Response {
     console.count(action, "refused", 0);
     (StatusCode::FORBIDDEN, "the console is read-only\n").into_response()
@@ -433,18 +449,11 @@ pub async fn replay(
     if console.read_only {
         return refused_read_only(&console, "replay");
     }
-    let action = Action::parse(&body);
-    // A task of its own: a browser that goes away must not stop it half-way.
-    tokio::spawn(run_replay(console, who, csrf, action))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(target: "console", "replay failed: {e}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "replay failed; see the console's log\n",
-            )
-                .into_response()
-        })
+    detached(
+        "replay",
+        run_replay(console, who, csrf, Action::parse(&body)),
+    )
+    .await
 }
 
 async fn run_replay(console: Arc<Console>, who: Who, csrf: Csrf, action: Action) -> Response {
@@ -582,18 +591,7 @@ pub async fn purge(
     if console.read_only {
         return refused_read_only(&console, "purge");
     }
-    let action = Action::parse(&body);
-    // A task of its own: a browser that goes away must not stop it half-way.
-    tokio::spawn(run_purge(console, who, csrf, action))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(target: "console", "purge failed: {e}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "purge failed; see the console's log\n",
-            )
-                .into_response()
-        })
+    detached("purge", run_purge(console, who, csrf, Action::parse(&body))).await
 }
 
 async fn run_purge(console: Arc<Console>, who: Who, csrf: Csrf, action: Action) -> Response {
