@@ -5,6 +5,7 @@ use crate::bulk::publish_confirmed;
 pub use crate::bulk::{Outgoing, approval, approvals};
 use crate::support::harness::{TestApp, rabbitmq_url};
 use crate::support::logzio::{LocalLogzio, Received};
+use crate::tools::run_tool;
 use lapin::{Connection, ConnectionProperties};
 use std::collections::HashMap;
 use std::future::Future;
@@ -244,31 +245,7 @@ pub fn rabbitmqctl_or_skip(scenario: &str) -> Option<PathBuf> {
 
 /// Runs `rabbitmqctl args…`, failing the test if it fails or takes over a minute.
 pub async fn ctl(path: &std::path::Path, args: &[&str]) {
-    let path = path.to_path_buf();
-    let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let shown = owned.join(" ");
-    let started = Instant::now();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(path)
-            .args(&owned)
-            .stdin(std::process::Stdio::null())
-            .output()
-    });
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .unwrap_or_else(|_| panic!("rabbitmqctl {shown}: no answer within 60s"))
-        .expect("rabbitmqctl task")
-        .expect("run rabbitmqctl");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {shown} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!(
-        "[chaos]   rabbitmqctl {shown} ({:.1}s)",
-        started.elapsed().as_secs_f64()
-    );
+    run_tool(path, "rabbitmqctl", args, Duration::from_secs(60), "chaos").await;
 }
 
 /// While alive after `rabbitmqctl stop_app`, dropping it (a failed test) starts the broker

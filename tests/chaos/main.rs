@@ -11,6 +11,8 @@
 mod bulk;
 #[path = "../support/mod.rs"]
 mod support;
+#[path = "../support/tools.rs"]
+mod tools;
 
 mod common;
 mod relay;

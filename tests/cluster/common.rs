@@ -7,6 +7,7 @@ use crate::bulk::publish_confirmed;
 pub use crate::bulk::{Outgoing, approvals};
 use crate::support::harness::{AppBuilder, TestApp, app};
 use crate::support::logzio::{LocalLogzio, Received};
+use crate::tools::run_tool;
 use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
 use std::collections::HashMap;
@@ -94,30 +95,14 @@ pub async fn cluster_or_skip(scenario: &str) -> bool {
 
 /// Runs `scripts/cluster args…`, failing the test if it fails or takes over 150 s.
 pub async fn cluster(args: &[&str]) {
-    let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let shown = owned.join(" ");
-    let started = Instant::now();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(script())
-            .args(&owned)
-            .stdin(std::process::Stdio::null())
-            .output()
-    });
-    let output = tokio::time::timeout(Duration::from_secs(150), run)
-        .await
-        .unwrap_or_else(|_| panic!("scripts/cluster {shown}: no answer within 150s"))
-        .expect("scripts/cluster task")
-        .expect("run scripts/cluster");
-    assert!(
-        output.status.success(),
-        "scripts/cluster {shown} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!(
-        "[cluster]   scripts/cluster {shown} ({:.1}s)",
-        started.elapsed().as_secs_f64()
-    );
+    run_tool(
+        &script(),
+        "scripts/cluster",
+        args,
+        Duration::from_secs(150),
+        "cluster",
+    )
+    .await;
 }
 
 /// While alive after [`NodeStopped::stop`], dropping it (a failed test) starts the node again
@@ -370,24 +355,15 @@ async fn try_peek(
 
 /// The node (1..=3) that leads quorum queue `queue` (`scripts/cluster leader`).
 pub async fn leader_of(queue: &str) -> usize {
-    let owned = queue.to_string();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(script())
-            .args(["leader", &owned])
-            .stdin(std::process::Stdio::null())
-            .output()
-    });
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("scripts/cluster leader within 60s")
-        .expect("task")
-        .expect("run scripts/cluster");
+    let output = run_tool(
+        &script(),
+        "scripts/cluster",
+        &["leader", queue],
+        Duration::from_secs(60),
+        "cluster",
+    )
+    .await;
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "scripts/cluster leader {queue} failed: {text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     text.trim()
         .parse()
         .unwrap_or_else(|_| panic!("scripts/cluster leader {queue} printed {text:?}"))

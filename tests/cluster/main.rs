@@ -21,6 +21,8 @@ mod bulk;
 #[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod support;
+#[path = "../support/tools.rs"]
+mod tools;
 
 mod common;
 
