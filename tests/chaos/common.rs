@@ -2,9 +2,12 @@
 //! confirms, counting deliveries per event id, and driving the broker with `rabbitmqctl`.
 
 use crate::bulk::publish_confirmed;
-pub use crate::bulk::{Outgoing, approval, approvals};
+pub use crate::bulk::{
+    Outgoing, approval, approvals, delivered, duplicates, event_id, missing, wait_delivered,
+    wait_progress,
+};
 use crate::support::harness::{TestApp, rabbitmq_url};
-use crate::support::logzio::{LocalLogzio, Received};
+use crate::support::logzio::Received;
 use crate::tools::run_tool;
 use lapin::{Connection, ConnectionProperties};
 use std::collections::HashMap;
@@ -54,76 +57,9 @@ pub async fn publish_bulk(app: &TestApp, messages: &[Outgoing]) {
     );
 }
 
-/// The event id a request was for.
-pub fn event_id(request: &Received) -> Option<&str> {
-    request.header("x-relay-event-id")
-}
-
 /// The worker process a request came from (`CHAOS_WORKER`).
 pub fn worker_of(request: &Received) -> &str {
     request.header(WORKER_HEADER).unwrap_or("?")
-}
-
-/// Per event id, how many `2xx` requests the listener recorded among those `keep` accepts.
-pub fn delivered(
-    listener: &LocalLogzio,
-    keep: impl Fn(&Received) -> bool,
-) -> HashMap<String, usize> {
-    let mut out = HashMap::new();
-    for request in listener.requests() {
-        if !(200..300).contains(&request.status) || !keep(&request) {
-            continue;
-        }
-        if let Some(id) = event_id(&request) {
-            *out.entry(id.to_string()).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
-/// The ids in `ids` that `got` lacks.
-pub fn missing<'a>(ids: &'a [String], got: &HashMap<String, usize>) -> Vec<&'a str> {
-    ids.iter()
-        .filter(|id| !got.contains_key(id.as_str()))
-        .map(String::as_str)
-        .collect()
-}
-
-/// Deliveries beyond the first, summed over every event.
-pub fn duplicates(got: &HashMap<String, usize>) -> usize {
-    got.values().map(|n| n.saturating_sub(1)).sum()
-}
-
-/// Waits until every id in `ids` has a `2xx` request that `keep` accepts, or `timeout`
-/// passes; returns the tally at that point.
-pub async fn wait_delivered(
-    listener: &LocalLogzio,
-    ids: &[String],
-    keep: impl Fn(&Received) -> bool,
-    timeout: Duration,
-) -> HashMap<String, usize> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = delivered(listener, &keep);
-        if missing(ids, &got).is_empty() || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until at least `n` distinct events have a `2xx` request; returns whether they did.
-pub async fn wait_progress(listener: &LocalLogzio, n: usize, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if delivered(listener, |_| true).len() >= n {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Asserts that every id got through, and prints how often each got through more than once.

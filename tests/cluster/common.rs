@@ -4,7 +4,9 @@
 //! the node that leads a queue.
 
 use crate::bulk::publish_confirmed;
-pub use crate::bulk::{Outgoing, approvals};
+pub use crate::bulk::{
+    Outgoing, approvals, delivered, duplicates, event_id, missing, wait_delivered, wait_progress,
+};
 use crate::support::harness::{AppBuilder, TestApp, app};
 use crate::support::logzio::{LocalLogzio, Received};
 use crate::tools::run_tool;
@@ -385,28 +387,9 @@ pub async fn reconnect_admin(app: &mut TestApp, nodes: &[usize]) {
     panic!("no node of {nodes:?} accepts the admin connection");
 }
 
-/// The event id a request was for.
-pub fn event_id(request: &Received) -> Option<&str> {
-    request.header("x-relay-event-id")
-}
-
 /// The worker a request came from.
 pub fn worker_of(request: &Received) -> &str {
     request.header(WORKER_HEADER).unwrap_or("?")
-}
-
-/// Per event id, how many `2xx` requests the listener recorded.
-pub fn delivered(listener: &LocalLogzio) -> HashMap<String, usize> {
-    let mut out = HashMap::new();
-    for request in listener.requests() {
-        if !(200..300).contains(&request.status) {
-            continue;
-        }
-        if let Some(id) = event_id(&request) {
-            *out.entry(id.to_string()).or_insert(0) += 1;
-        }
-    }
-    out
 }
 
 /// Per worker, how many of its `2xx` requests repeated an event already delivered (by
@@ -425,49 +408,6 @@ pub fn duplicates_by_worker(listener: &LocalLogzio) -> std::collections::BTreeMa
         }
     }
     out
-}
-
-/// The ids in `ids` that `got` lacks.
-pub fn missing<'a>(ids: &'a [String], got: &HashMap<String, usize>) -> Vec<&'a str> {
-    ids.iter()
-        .filter(|id| !got.contains_key(id.as_str()))
-        .map(String::as_str)
-        .collect()
-}
-
-/// Deliveries beyond the first, summed over every event.
-pub fn duplicates(got: &HashMap<String, usize>) -> usize {
-    got.values().map(|n| n.saturating_sub(1)).sum()
-}
-
-/// Waits until every id in `ids` has a `2xx` request, or `timeout` passes; returns the tally.
-pub async fn wait_delivered(
-    listener: &LocalLogzio,
-    ids: &[String],
-    timeout: Duration,
-) -> HashMap<String, usize> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = delivered(listener);
-        if missing(ids, &got).is_empty() || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until at least `n` distinct events have a `2xx` request; returns whether they did.
-pub async fn wait_progress(listener: &LocalLogzio, n: usize, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if delivered(listener).len() >= n {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Asserts that every id reached `webhook` and that the duplicates stay within `bound`;

@@ -79,7 +79,7 @@ async fn the_workers_node_stops_mid_drain_and_comes_back_and_nothing_is_lost() {
         listener.set_delay(FAULT_DELAY);
         let stopped = NodeStopped::stop(2).await;
         let since = Instant::now();
-        let at = delivered(listener).len();
+        let at = delivered(listener, |_| true).len();
         listener.set_delay(STEADY_ANSWER);
         assert!(at < N, "the fault lands mid-drain ({at}/{N} delivered)");
         worker.wait_connections(2, Duration::from_secs(30)).await;
@@ -91,7 +91,7 @@ async fn the_workers_node_stops_mid_drain_and_comes_back_and_nothing_is_lost() {
         );
         stopped.start().await;
 
-        let got = wait_delivered(listener, &ids, Duration::from_secs(60)).await;
+        let got = wait_delivered(listener, &ids, |_| true, Duration::from_secs(60)).await;
         assert_all_within("1 worker's node stopped", "steady", &ids, &got, PREFETCH);
         assert!(worker.is_running(), "the worker is still running");
         worker.stop().await;
@@ -132,7 +132,7 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
         listener.set_delay(FAULT_DELAY);
         let stopped = NodeStopped::stop(leader).await;
         let since = Instant::now();
-        let at = delivered(listener).len();
+        let at = delivered(listener, |_| true).len();
         listener.set_delay(STEADY_ANSWER);
         assert!(at < N, "the fault lands mid-drain ({at}/{N} delivered)");
         on_leader.wait_connections(2, Duration::from_secs(30)).await;
@@ -151,7 +151,7 @@ async fn the_input_queues_leader_stops_mid_drain_and_nothing_is_lost() {
         );
         stopped.start().await;
 
-        let got = wait_delivered(listener, &ids, Duration::from_secs(60)).await;
+        let got = wait_delivered(listener, &ids, |_| true, Duration::from_secs(60)).await;
         assert_all_within(
             "2 leader's node stopped",
             "steady",
@@ -206,7 +206,7 @@ async fn a_rolling_restart_of_every_node_loses_nothing() {
             let connections: Vec<u64> = workers.iter().map(|w| w.metrics.connections()).collect();
             let stopped = NodeStopped::stop(node).await;
             let since = Instant::now();
-            let at = delivered(listener).len();
+            let at = delivered(listener, |_| true).len();
             // The worker connected to this node moves to another.
             if node <= workers.len() {
                 workers[node - 1]
@@ -227,7 +227,7 @@ async fn a_rolling_restart_of_every_node_loses_nothing() {
             stopped.start().await;
         }
 
-        let got = wait_delivered(listener, &ids, Duration::from_secs(90)).await;
+        let got = wait_delivered(listener, &ids, |_| true, Duration::from_secs(90)).await;
         assert_all_within(
             "3 rolling restart",
             "steady",

@@ -105,7 +105,7 @@ async fn dead_letters_and_parked_deliveries_survive_the_loss_of_their_leader_nod
              readable through node 2 ({} in all)",
             letters.values().sum::<usize>()
         );
-        let got = wait_delivered(&app.listeners[1], &ids, Duration::from_secs(60)).await;
+        let got = wait_delivered(&app.listeners[1], &ids, |_| true, Duration::from_secs(60)).await;
         assert_all_within(
             "5 parked deliveries",
             "later",

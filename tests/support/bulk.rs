@@ -1,10 +1,14 @@
 //! Backlogs for the failure tests (`tests/chaos`, `tests/cluster`): approvals with their own
-//! event ids, published persistent and mandatory with pipelined publisher confirms.
+//! event ids, published persistent and mandatory with pipelined publisher confirms, and the
+//! tally of what the listener received per event id.
 //! Included only by the binaries that use it (`#[path]`), like `endpoint.rs`.
 
 use crate::support::harness::sample_with;
+use crate::support::logzio::{LocalLogzio, Received};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Confirmation, Connection};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use webhook_relay::model::event::Trigger;
 
 /// One message to publish.
@@ -78,5 +82,72 @@ pub async fn publish_confirmed(connection: &Connection, exchange: &str, messages
                 message.message_id
             ),
         }
+    }
+}
+
+/// The event id a request was for.
+pub fn event_id(request: &Received) -> Option<&str> {
+    request.header("x-relay-event-id")
+}
+
+/// Per event id, how many `2xx` requests the listener recorded among those `keep` accepts.
+pub fn delivered(
+    listener: &LocalLogzio,
+    keep: impl Fn(&Received) -> bool,
+) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for request in listener.requests() {
+        if !(200..300).contains(&request.status) || !keep(&request) {
+            continue;
+        }
+        if let Some(id) = event_id(&request) {
+            *out.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// The ids in `ids` that `got` lacks.
+pub fn missing<'a>(ids: &'a [String], got: &HashMap<String, usize>) -> Vec<&'a str> {
+    ids.iter()
+        .filter(|id| !got.contains_key(id.as_str()))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Deliveries beyond the first, summed over every event.
+pub fn duplicates(got: &HashMap<String, usize>) -> usize {
+    got.values().map(|n| n.saturating_sub(1)).sum()
+}
+
+/// Waits until every id in `ids` has a `2xx` request that `keep` accepts, or `timeout`
+/// passes; returns the tally at that point.
+pub async fn wait_delivered(
+    listener: &LocalLogzio,
+    ids: &[String],
+    keep: impl Fn(&Received) -> bool,
+    timeout: Duration,
+) -> HashMap<String, usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = delivered(listener, &keep);
+        if missing(ids, &got).is_empty() || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until at least `n` distinct events have a `2xx` request; returns whether they did.
+pub async fn wait_progress(listener: &LocalLogzio, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if delivered(listener, |_| true).len() >= n {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -456,28 +456,48 @@ pub async fn replay(
     .await
 }
 
+/// Connects and reads every dead letter, for an action on some of them: the broker, the
+/// entries, and when the reading began (the broker's `consumer_timeout` runs from the first
+/// `basic.get`). `Err` is the answer to send.
+async fn open_dead_letters(config: &Config) -> Result<(Broker, Vec<Entry>, Instant), Response> {
+    let unavailable =
+        |e: String| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
+    let broker = connect(config).await.map_err(unavailable)?;
+    let read_at = Instant::now();
+    match read(config, &broker).await {
+        Ok(entries) => Ok((broker, entries.unwrap_or_default(), read_at)),
+        Err(e) => {
+            broker.close().await;
+            Err(unavailable(e))
+        }
+    }
+}
+
+/// The entries `action` names; `Err` (the broker closed) is the answer to send.
+async fn choose<'e>(
+    broker: &Broker,
+    action: &Action,
+    entries: &'e [Entry],
+) -> Result<Vec<&'e Entry>, Response> {
+    match action.choose(entries) {
+        Ok(chosen) => Ok(chosen),
+        Err(e) => {
+            broker.close().await;
+            Err((StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())
+        }
+    }
+}
+
 async fn run_replay(console: Arc<Console>, who: Who, csrf: Csrf, action: Action) -> Response {
     let config = &console.config;
     let _reading = console.dead_letters.lock().await;
-    let broker = match connect(config).await {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    let (broker, entries, read_at) = match open_dead_letters(config).await {
+        Ok(opened) => opened,
+        Err(response) => return response,
     };
-    // The broker's consumer_timeout runs from the first basic.get.
-    let read_at = Instant::now();
-    let entries = match read(config, &broker).await {
-        Ok(entries) => entries.unwrap_or_default(),
-        Err(e) => {
-            broker.close().await;
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
-        }
-    };
-    let chosen = match action.choose(&entries) {
+    let chosen = match choose(&broker, &action, &entries).await {
         Ok(chosen) => chosen,
-        Err(e) => {
-            broker.close().await;
-            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
-        }
+        Err(response) => return response,
     };
     let deliverer = match Deliverer::new(config) {
         Ok(d) => d,
@@ -597,23 +617,13 @@ pub async fn purge(
 async fn run_purge(console: Arc<Console>, who: Who, csrf: Csrf, action: Action) -> Response {
     let config = &console.config;
     let _reading = console.dead_letters.lock().await;
-    let broker = match connect(config).await {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    let (broker, entries, _) = match open_dead_letters(config).await {
+        Ok(opened) => opened,
+        Err(response) => return response,
     };
-    let entries = match read(config, &broker).await {
-        Ok(entries) => entries.unwrap_or_default(),
-        Err(e) => {
-            broker.close().await;
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
-        }
-    };
-    let chosen = match action.choose(&entries) {
+    let chosen = match choose(&broker, &action, &entries).await {
         Ok(chosen) => chosen,
-        Err(e) => {
-            broker.close().await;
-            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
-        }
+        Err(response) => return response,
     };
     // The operator confirms a number; if the selection no longer has that many, ask again.
     if action.confirm != Some(chosen.len()) {
