@@ -228,8 +228,8 @@ impl Deliverer {
     async fn ready(&self, request: &DeliveryRequest) -> Ready {
         let name = &request.webhook.name;
         let permit = self.slot(name).await;
-        let token = match self.tokens.get(name) {
-            Some(cache) => Some(self.token(cache, request, None).await),
+        let token = match self.oauth_of(request) {
+            Some((cache, oauth)) => Some(self.token(cache, oauth, request, None).await),
             None => None,
         };
         Ready {
@@ -243,7 +243,8 @@ impl Deliverer {
     /// again at once, after another turn), judged by its response validators.
     async fn attempt(&self, request: &DeliveryRequest, number: u32, ready: Ready) -> Attempt {
         let name = &request.webhook.name;
-        let (Some(cache), Some(token)) = (self.tokens.get(name), ready.token.as_ref()) else {
+        let (Some((cache, oauth)), Some(token)) = (self.oauth_of(request), ready.token.as_ref())
+        else {
             return self.send(request, number, None).await;
         };
         let token = match token {
@@ -261,7 +262,10 @@ impl Deliverer {
             return first;
         }
         tracing::debug!(webhook = %name, "401 with an OAuth2 token: refreshing it once");
-        let fresh = match self.token(cache, request, Some(token.generation)).await {
+        let fresh = match self
+            .token(cache, oauth, request, Some(token.generation))
+            .await
+        {
             Ok(fresh) => fresh,
             Err(error) => return Attempt::failed(number, first.latency, error),
         };
@@ -272,16 +276,26 @@ impl Deliverer {
         self.send(request, number, Some(&fresh)).await
     }
 
+    /// The token cache of the request's webhook and its OAuth2 settings, when it uses OAuth2.
+    fn oauth_of<'a>(
+        &'a self,
+        request: &'a DeliveryRequest,
+    ) -> Option<(&'a TokenCache, &'a crate::config::OAuth2)> {
+        let Some(crate::config::Auth::OAuth2(oauth)) = &request.webhook.auth else {
+            return None;
+        };
+        let cache = self.tokens.get(&request.webhook.name)?;
+        Some((cache.as_ref(), oauth))
+    }
+
     /// The webhook's OAuth2 token, newer than generation `refused` when given.
     async fn token(
         &self,
         cache: &TokenCache,
+        oauth: &crate::config::OAuth2,
         request: &DeliveryRequest,
         refused: Option<u64>,
     ) -> Result<Arc<Token>, AttemptError> {
-        let Some(crate::config::Auth::OAuth2(oauth)) = &request.webhook.auth else {
-            unreachable!("a token cache exists only for OAuth2 webhooks")
-        };
         let timeout = request.webhook.delivery.timeout;
         cache
             .token(&self.client, oauth, timeout, refused, &self.redactor)
